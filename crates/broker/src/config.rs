@@ -62,14 +62,21 @@ impl BrokerConfig {
     pub fn load(properties_file: Option<&Path>, overrides: &[(String, String)]) -> Result<BrokerConfig, ConfigError> {
         let mut properties = BTreeMap::new();
         if let Some(path) = properties_file {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
             for (index, line) in text.lines().enumerate() {
                 let line = line.trim();
                 if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
                     continue;
                 }
                 let Some((key, value)) = line.split_once('=').or_else(|| line.split_once(':')) else {
-                    return Err(ConfigError::Syntax { path: path.to_path_buf(), line: index + 1, text: line.to_string() });
+                    return Err(ConfigError::Syntax {
+                        path: path.to_path_buf(),
+                        line: index + 1,
+                        text: line.to_string(),
+                    });
                 };
                 properties.insert(key.trim().to_string(), value.trim().to_string());
             }
@@ -99,21 +106,42 @@ impl BrokerConfig {
             Some(text) => Some(parse_listener(text).map_err(|reason| config.invalid("advertised.listeners", &reason))?),
             None => None,
         };
-        let log_dirs = config.properties.get("log.dirs").or(config.properties.get("log.dir")).cloned().unwrap_or_else(|| config.get("log.dirs"));
-        let log_dir = log_dirs.split(',').next().map(str::trim).filter(|dir| !dir.is_empty()).map(PathBuf::from);
+        let log_dirs = config
+            .properties
+            .get("log.dirs")
+            .or(config.properties.get("log.dir"))
+            .cloned()
+            .unwrap_or_else(|| config.get("log.dirs"));
+        let log_dir = log_dirs
+            .split(',')
+            .next()
+            .map(str::trim)
+            .filter(|dir| !dir.is_empty())
+            .map(PathBuf::from);
         let Some(log_dir) = log_dir else {
             return Err(config.invalid("log.dirs", "must name a directory"));
         };
         // Validate every numeric setting we act on now, so a typo fails before anything binds.
-        for key in ["num.partitions", "default.replication.factor", "message.max.bytes", "socket.request.max.bytes", "log.index.size.max.bytes", "log.index.interval.bytes"] {
+        for key in [
+            "num.partitions",
+            "default.replication.factor",
+            "message.max.bytes",
+            "socket.request.max.bytes",
+            "log.index.size.max.bytes",
+            "log.index.interval.bytes",
+        ] {
             if config.parse::<i64>(key)? <= 0 {
                 return Err(config.invalid(key, "must be > 0"));
             }
         }
-        if config.parse::<i64>("log.segment.bytes")? < 14 {
-            return Err(config.invalid("log.segment.bytes", "must be >= 14"));
+        if config.parse::<i64>("log.segment.bytes")? < 1_048_576 {
+            return Err(config.invalid("log.segment.bytes", "must be at least 1048576"));
         }
-        for key in ["log.roll.ms", "log.message.timestamp.before.max.ms", "log.message.timestamp.after.max.ms"] {
+        for key in [
+            "log.roll.ms",
+            "log.message.timestamp.before.max.ms",
+            "log.message.timestamp.after.max.ms",
+        ] {
             if config.parse::<i64>(key)? < 0 {
                 return Err(config.invalid(key, "must be >= 0"));
             }
@@ -123,7 +151,13 @@ impl BrokerConfig {
         if timestamp_type != "CreateTime" && timestamp_type != "LogAppendTime" {
             return Err(config.invalid("log.message.timestamp.type", "must be CreateTime or LogAppendTime"));
         }
-        Ok(BrokerConfig { node_id, listener, advertised_listener, log_dir, ..config })
+        Ok(BrokerConfig {
+            node_id,
+            listener,
+            advertised_listener,
+            log_dir,
+            ..config
+        })
     }
 
     /// The configured value of `key`, or Kafka's default ("" when unknown).
@@ -131,7 +165,12 @@ impl BrokerConfig {
         self.properties
             .get(key)
             .cloned()
-            .or_else(|| DEFAULTS.iter().find(|(name, _)| *name == key).map(|(_, value)| value.to_string()))
+            .or_else(|| {
+                DEFAULTS
+                    .iter()
+                    .find(|(name, _)| *name == key)
+                    .map(|(_, value)| value.to_string())
+            })
             .unwrap_or_default()
     }
 
@@ -141,11 +180,17 @@ impl BrokerConfig {
         T::Err: std::fmt::Display,
     {
         let value = self.get(key);
-        value.parse::<T>().map_err(|error| self.invalid(key, &error.to_string()))
+        value
+            .parse::<T>()
+            .map_err(|error| self.invalid(key, &error.to_string()))
     }
 
     fn invalid(&self, key: &str, reason: &str) -> ConfigError {
-        ConfigError::Invalid { key: key.to_string(), value: self.get(key), reason: reason.to_string() }
+        ConfigError::Invalid {
+            key: key.to_string(),
+            value: self.get(key),
+            reason: reason.to_string(),
+        }
     }
 }
 
@@ -154,11 +199,17 @@ fn parse_listener(text: &str) -> Result<(String, u16), String> {
     let first = text.split(',').next().unwrap_or("").trim();
     let address = match first.split_once("://") {
         Some(("PLAINTEXT", address)) => address,
-        Some((protocol, _)) => return Err(format!("security protocol {protocol} is not supported yet; use PLAINTEXT")),
+        Some((protocol, _)) => {
+            return Err(format!(
+                "security protocol {protocol} is not supported yet; use PLAINTEXT"
+            ));
+        }
         None => return Err("expected PLAINTEXT://host:port".to_string()),
     };
     let (host, port) = address.rsplit_once(':').ok_or("expected PLAINTEXT://host:port")?;
-    let port = port.parse::<u16>().map_err(|error| format!("bad port {port:?}: {error}"))?;
+    let port = port
+        .parse::<u16>()
+        .map_err(|error| format!("bad port {port:?}: {error}"))?;
     Ok((host.trim_start_matches('[').trim_end_matches(']').to_string(), port))
 }
 
@@ -193,7 +244,11 @@ mod tests {
     fn overrides_win_over_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("server.properties");
-        std::fs::write(&path, "# comment\nnum.partitions=3\nlisteners=PLAINTEXT://127.0.0.1:0\n").unwrap();
+        std::fs::write(
+            &path,
+            "# comment\nnum.partitions=3\nlisteners=PLAINTEXT://127.0.0.1:0\n",
+        )
+        .unwrap();
         let config = BrokerConfig::load(Some(&path), &set(&[("num.partitions", "5")])).unwrap();
         assert_eq!(config.get("num.partitions"), "5");
         assert_eq!(config.listener.port(), 0);

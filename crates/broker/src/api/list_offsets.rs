@@ -1,0 +1,68 @@
+//! ListOffsets: earliest (-2), latest (-1), max timestamp (-3), earliest
+//! local (-4), or the first offset at or after a timestamp (time index).
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+
+use super::blocking;
+use crate::errors::{NONE, UNKNOWN_TOPIC_OR_PARTITION};
+use crate::partitions::Partition;
+use crate::state::BrokerState;
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+
+pub async fn handle(state: &Arc<BrokerState>, request: ListOffsetsRequest) -> ListOffsetsResponse {
+    let lookups = state.clone();
+    let topics = blocking(move || {
+        request
+            .topics
+            .into_iter()
+            .map(|topic| {
+                let partitions = topic
+                    .partitions
+                    .iter()
+                    .map(|wanted| {
+                        let answer = ListOffsetsPartitionResponse::default()
+                            .with_partition_index(wanted.partition_index)
+                            .with_timestamp(-1)
+                            .with_offset(-1)
+                            .with_leader_epoch(-1);
+                        match lookups.partitions.partition(&topic.name, wanted.partition_index) {
+                            Some(partition) => lookup(&partition, wanted.timestamp, answer),
+                            None => answer.with_error_code(UNKNOWN_TOPIC_OR_PARTITION),
+                        }
+                    })
+                    .collect();
+                ListOffsetsTopicResponse::default()
+                    .with_name(topic.name)
+                    .with_partitions(partitions)
+            })
+            .collect()
+    })
+    .await;
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+fn lookup(partition: &Partition, timestamp: i64, answer: ListOffsetsPartitionResponse) -> ListOffsetsPartitionResponse {
+    let log = &partition.log;
+    let answer = answer.with_error_code(NONE).with_leader_epoch(partition.leader_epoch);
+    // Until transactions exist, read_committed's last stable offset is the high watermark.
+    let found = match timestamp {
+        LATEST => Ok(Some((-1, log.high_watermark()))),
+        EARLIEST | EARLIEST_LOCAL => Ok(Some((-1, log.log_start_offset()))),
+        MAX_TIMESTAMP => log.max_timestamp().map(|found| found.map(|f| (f.timestamp, f.offset))),
+        _ => log
+            .offset_for_timestamp(timestamp)
+            .map(|found| found.map(|f| (f.timestamp, f.offset))),
+    };
+    match found {
+        Ok(Some((timestamp, offset))) => answer.with_timestamp(timestamp).with_offset(offset),
+        Ok(None) => answer,
+        Err(error) => answer.with_error_code(error.code()),
+    }
+}

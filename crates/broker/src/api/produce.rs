@@ -1,0 +1,112 @@
+//! Produce: batches are validated and stored as they arrive (the storage
+//! engine rewrites only the batch header); acks=-1 answers after a
+//! group-committed fsync, so acknowledged means durable.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{blocking, now_ms};
+use crate::errors::{INVALID_REQUIRED_ACKS, NONE, UNKNOWN_TOPIC_ID, UNKNOWN_TOPIC_OR_PARTITION};
+use crate::partitions::Partition;
+use crate::state::BrokerState;
+
+/// One partition's part of a request, resolved to its log.
+struct PartitionWrite {
+    topic: usize,
+    partition: Option<Arc<Partition>>,
+    records: Vec<u8>,
+    /// The offset after this write's last record: what acks=-1 waits to be durable.
+    end_offset: i64,
+    response: PartitionProduceResponse,
+}
+
+/// `None` for acks=0: the producer expects no answer.
+pub async fn handle(state: &Arc<BrokerState>, request: ProduceRequest) -> Option<ProduceResponse> {
+    let acks = request.acks;
+    let mut topics = Vec::with_capacity(request.topic_data.len());
+    let mut writes = Vec::new();
+    for (topic_index, topic_data) in request.topic_data.into_iter().enumerate() {
+        // v13+ names topics by id (KIP-516); older versions by name.
+        let (topic, missing) = if topic_data.name.is_empty() {
+            (state.partitions.topic_by_id(topic_data.topic_id), UNKNOWN_TOPIC_ID)
+        } else {
+            (state.partitions.topic(&topic_data.name), UNKNOWN_TOPIC_OR_PARTITION)
+        };
+        for partition_data in topic_data.partition_data {
+            let partition = topic
+                .as_ref()
+                .and_then(|t| t.partitions.get(usize::try_from(partition_data.index).ok()?).cloned());
+            let error_code = match (&partition, acks) {
+                (_, -1..=1) if partition.is_none() => missing,
+                (_, -1..=1) => NONE,
+                _ => INVALID_REQUIRED_ACKS,
+            };
+            let response = PartitionProduceResponse::default()
+                .with_index(partition_data.index)
+                .with_error_code(error_code)
+                .with_base_offset(-1)
+                .with_log_append_time_ms(-1)
+                .with_log_start_offset(-1);
+            let records = partition_data.records.map(|bytes| bytes.to_vec()).unwrap_or_default();
+            let partition = if error_code == NONE { partition } else { None };
+            writes.push(PartitionWrite {
+                topic: topic_index,
+                partition,
+                records,
+                end_offset: -1,
+                response,
+            });
+        }
+        topics.push(
+            TopicProduceResponse::default()
+                .with_name(topic_data.name)
+                .with_topic_id(topic_data.topic_id),
+        );
+    }
+
+    let appender = state.clone();
+    let writes = blocking(move || {
+        let mut writes = writes;
+        let now = now_ms();
+        for write in writes.iter_mut() {
+            let Some(partition) = &write.partition else { continue };
+            match appender.partitions.append(partition, &mut write.records, now) {
+                Ok(info) => {
+                    write.response.base_offset = info.base_offset;
+                    write.response.log_append_time_ms = info.log_append_time_ms;
+                    write.response.log_start_offset = info.log_start_offset;
+                    write.end_offset = info.last_offset + 1;
+                }
+                Err(error) => {
+                    write.response.error_code = error.code();
+                    write.response.error_message = Some(StrBytes::from_string(error.to_string()));
+                    write.partition = None;
+                }
+            }
+        }
+        if acks == -1 {
+            // Group commit: concurrent requests share the fsync of each log.
+            for write in writes.iter_mut() {
+                let Some(partition) = &write.partition else { continue };
+                if let Err(error) = partition.log.sync_to(write.end_offset) {
+                    tracing::error!(topic = %partition.topic, partition = partition.index, %error, "fsync failed");
+                    write.response.error_code = error.code();
+                    write.response.error_message = Some(StrBytes::from_string(error.to_string()));
+                }
+            }
+        }
+        writes
+    })
+    .await;
+
+    if acks == 0 {
+        return None;
+    }
+    for write in writes {
+        topics[write.topic].partition_responses.push(write.response);
+    }
+    Some(ProduceResponse::default().with_responses(topics))
+}

@@ -1,0 +1,416 @@
+//! The partition manager: every partition this broker leads, its log, leader
+//! epoch and high watermark, and the topic lifecycle (create, grow, delete)
+//! kept durable through the metadata log.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use gregor_log::{AppendInfo, Log, LogError};
+use gregor_metadata::{ConfigResource, MetadataError, MetadataImage, MetadataLog, MetadataRecord, TopicImage};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::config::BrokerConfig;
+use crate::topic_config;
+
+/// One partition led by this broker.
+pub struct Partition {
+    pub topic: String,
+    pub index: i32,
+    /// Bumped on every leadership change; a single node leads from epoch 0.
+    pub leader_epoch: i32,
+    pub log: Log,
+}
+
+/// A topic's partitions as currently served.
+pub struct Topic {
+    pub image: Arc<TopicImage>,
+    pub partitions: Vec<Arc<Partition>>,
+}
+
+/// Why a topic operation failed, in Kafka's terms.
+#[derive(Debug, thiserror::Error)]
+pub enum TopicError {
+    #[error("Topic '{0}' already exists.")]
+    AlreadyExists(String),
+    #[error("This server does not host this topic: {0}")]
+    UnknownTopic(String),
+    #[error("{0}")]
+    InvalidTopic(String),
+    #[error("{0}")]
+    InvalidConfig(String),
+    #[error("{0}")]
+    InvalidPartitions(String),
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+impl TopicError {
+    pub fn code(&self) -> i16 {
+        match self {
+            TopicError::AlreadyExists(_) => 36,
+            TopicError::UnknownTopic(_) => 3,
+            TopicError::InvalidTopic(_) => 17,
+            TopicError::InvalidConfig(_) => 40,
+            TopicError::InvalidPartitions(_) => 37,
+            TopicError::Storage(_) => 56,
+        }
+    }
+}
+
+impl From<MetadataError> for TopicError {
+    fn from(error: MetadataError) -> Self {
+        match error {
+            MetadataError::TopicExists(name) => TopicError::AlreadyExists(name),
+            MetadataError::UnknownTopic(name) => TopicError::UnknownTopic(name),
+            MetadataError::UnknownTopicId(id) => TopicError::UnknownTopic(id.to_string()),
+            other => TopicError::Storage(other.to_string()),
+        }
+    }
+}
+
+impl From<LogError> for TopicError {
+    fn from(error: LogError) -> Self {
+        TopicError::Storage(error.to_string())
+    }
+}
+
+pub struct PartitionManager {
+    pub broker: BrokerConfig,
+    log_dir: PathBuf,
+    /// The single writer of metadata; held across a whole topic operation.
+    metadata: Mutex<MetadataLog>,
+    /// Read-mostly view for request handlers; swapped whole after each change.
+    topics: RwLock<Arc<HashMap<String, Arc<Topic>>>>,
+    /// Bumped after every append, so long-polling fetches wake without polling.
+    appended: watch::Sender<u64>,
+}
+
+impl PartitionManager {
+    /// Opens the metadata and every partition log under `log_dir`.
+    pub fn open(broker: BrokerConfig) -> Result<PartitionManager, TopicError> {
+        let log_dir = broker.log_dir.clone();
+        std::fs::create_dir_all(&log_dir).map_err(|e| TopicError::Storage(format!("{}: {e}", log_dir.display())))?;
+        let metadata = MetadataLog::open(&log_dir.join("__cluster_metadata-0"))?;
+        let image = metadata.image();
+        let mut topics = HashMap::new();
+        for topic in image.topics() {
+            topics.insert(
+                topic.name.clone(),
+                Arc::new(open_topic(&log_dir, &broker, topic.clone(), Vec::new())?),
+            );
+        }
+        remove_orphan_partition_dirs(&log_dir, &image);
+        Ok(PartitionManager {
+            broker,
+            log_dir,
+            metadata: Mutex::new(metadata),
+            topics: RwLock::new(Arc::new(topics)),
+            appended: watch::channel(0).0,
+        })
+    }
+
+    pub fn log_dir(&self) -> &Path {
+        &self.log_dir
+    }
+
+    pub fn topics(&self) -> Arc<HashMap<String, Arc<Topic>>> {
+        self.topics.read().expect("topics lock").clone()
+    }
+
+    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics().get(name).cloned()
+    }
+
+    pub fn topic_by_id(&self, id: Uuid) -> Option<Arc<Topic>> {
+        self.topics().values().find(|topic| topic.image.id == id).cloned()
+    }
+
+    pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
+        self.topic(topic)?.partitions.get(usize::try_from(index).ok()?).cloned()
+    }
+
+    pub fn metadata_image(&self) -> Arc<MetadataImage> {
+        self.metadata.lock().expect("metadata lock").image()
+    }
+
+    /// Creates a topic with `partitions` partitions and the given config overrides.
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<Arc<Topic>, TopicError> {
+        validate_topic_name(name)?;
+        if partitions < 1 {
+            return Err(TopicError::InvalidPartitions(
+                "Number of partitions must be larger than 0.".into(),
+            ));
+        }
+        for (key, value) in &configs {
+            topic_config::validate(key, value).map_err(TopicError::InvalidConfig)?;
+        }
+        let mut metadata = self.metadata.lock().expect("metadata lock");
+        if metadata.image().topic(name).is_some() {
+            return Err(TopicError::AlreadyExists(name.to_string()));
+        }
+        let colliding = metadata
+            .image()
+            .topics()
+            .find(|t| t.name != name && collision_key(&t.name) == collision_key(name))
+            .map(|t| t.name.clone());
+        if let Some(other) = colliding {
+            return Err(TopicError::InvalidTopic(format!(
+                "Topic '{name}' collides with existing topic: {other} ('.' and '_' are interchangeable in metric names)"
+            )));
+        }
+        let id = Uuid::new_v4();
+        let mut records = vec![MetadataRecord::Topic {
+            name: name.to_string(),
+            id,
+            partitions,
+        }];
+        for (key, value) in configs {
+            records.push(MetadataRecord::Config {
+                resource: ConfigResource::Topic(name.to_string()),
+                key,
+                value: Some(value),
+            });
+        }
+        if validate_only {
+            let mut image = (*metadata.image()).clone();
+            for record in &records {
+                image.apply(record)?;
+            }
+            let image = image.topic(name).expect("just applied").clone();
+            return Ok(Arc::new(Topic {
+                image,
+                partitions: Vec::new(),
+            }));
+        }
+        let image = metadata.append(&records)?;
+        let topic_image = image.topic(name).expect("just created").clone();
+        let topic = Arc::new(open_topic(&self.log_dir, &self.broker, topic_image, Vec::new())?);
+        self.replace_topic(name, Some(topic.clone()));
+        Ok(topic)
+    }
+
+    /// Grows a topic to `count` partitions (CreatePartitions).
+    pub fn create_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<(), TopicError> {
+        let mut metadata = self.metadata.lock().expect("metadata lock");
+        let current = self
+            .topic(name)
+            .ok_or_else(|| TopicError::UnknownTopic(name.to_string()))?;
+        let existing = current.image.partitions;
+        if count < existing {
+            return Err(TopicError::InvalidPartitions(format!(
+                "Topic currently has {existing} partitions, which is higher than the requested {count}."
+            )));
+        }
+        if count == existing {
+            return Err(TopicError::InvalidPartitions(format!(
+                "Topic already has {existing} partitions."
+            )));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let image = metadata.append(&[MetadataRecord::PartitionCount {
+            id: current.image.id,
+            partitions: count,
+        }])?;
+        let topic_image = image.topic(name).expect("topic exists").clone();
+        let topic = open_topic(&self.log_dir, &self.broker, topic_image, current.partitions.clone())?;
+        self.replace_topic(name, Some(Arc::new(topic)));
+        Ok(())
+    }
+
+    /// Sets (`Some`) or removes (`None`) topic configuration overrides, atomically.
+    pub fn alter_topic_configs(
+        &self,
+        name: &str,
+        changes: Vec<(String, Option<String>)>,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
+        for (key, value) in &changes {
+            match value {
+                Some(value) => topic_config::validate(key, value).map_err(TopicError::InvalidConfig)?,
+                None if topic_config::find(key).is_none() => {
+                    return Err(TopicError::InvalidConfig(format!("Unknown topic config name: {key}")));
+                }
+                None => {}
+            }
+        }
+        let mut metadata = self.metadata.lock().expect("metadata lock");
+        let current = self
+            .topic(name)
+            .ok_or_else(|| TopicError::UnknownTopic(name.to_string()))?;
+        if validate_only {
+            return Ok(());
+        }
+        let records: Vec<_> = changes
+            .into_iter()
+            .map(|(key, value)| MetadataRecord::Config {
+                resource: ConfigResource::Topic(name.to_string()),
+                key,
+                value,
+            })
+            .collect();
+        let image = metadata.append(&records)?;
+        let topic_image = image.topic(name).expect("topic exists").clone();
+        let log_config = topic_config::log_config(&topic_image.configs, &self.broker);
+        for partition in &current.partitions {
+            partition.log.set_config(log_config.clone());
+        }
+        let topic = Topic {
+            image: topic_image,
+            partitions: current.partitions.clone(),
+        };
+        self.replace_topic(name, Some(Arc::new(topic)));
+        Ok(())
+    }
+
+    /// Deletes a topic: metadata first (so it is gone even if a crash follows), then its logs.
+    pub fn delete_topic(&self, name: &str) -> Result<Uuid, TopicError> {
+        let mut metadata = self.metadata.lock().expect("metadata lock");
+        let topic = self
+            .topic(name)
+            .ok_or_else(|| TopicError::UnknownTopic(name.to_string()))?;
+        metadata.append(&[MetadataRecord::RemoveTopic { id: topic.image.id }])?;
+        self.replace_topic(name, None);
+        for partition in &topic.partitions {
+            let dir = partition.log.dir().to_path_buf();
+            if let Err(error) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!(dir = %dir.display(), %error, "could not remove a deleted partition's directory");
+            }
+        }
+        Ok(topic.image.id)
+    }
+
+    fn replace_topic(&self, name: &str, topic: Option<Arc<Topic>>) {
+        let mut guard = self.topics.write().expect("topics lock");
+        let mut topics = (**guard).clone();
+        match topic {
+            Some(topic) => topics.insert(name.to_string(), topic),
+            None => topics.remove(name),
+        };
+        *guard = Arc::new(topics);
+    }
+
+    /// Appends to a partition and advances its high watermark (a single node
+    /// is the whole ISR), then wakes waiting fetches.
+    pub fn append(&self, partition: &Partition, batches: &mut [u8], now_ms: i64) -> Result<AppendInfo, LogError> {
+        let info = partition.log.append(batches, partition.leader_epoch, now_ms)?;
+        partition.log.set_high_watermark(info.last_offset + 1);
+        self.appended.send_modify(|generation| *generation += 1);
+        Ok(info)
+    }
+
+    pub fn subscribe_appends(&self) -> watch::Receiver<u64> {
+        self.appended.subscribe()
+    }
+
+    /// Flushes every log and writes its checkpoints and clean-shutdown marker.
+    pub fn close(&self) {
+        for topic in self.topics().values() {
+            for partition in &topic.partitions {
+                if let Err(error) = partition.log.close() {
+                    tracing::error!(topic = %partition.topic, partition = partition.index, %error, "clean close failed");
+                }
+            }
+        }
+    }
+}
+
+/// Opens the logs of `image`'s partitions, reusing the ones already open.
+fn open_topic(
+    log_dir: &Path,
+    broker: &BrokerConfig,
+    image: Arc<TopicImage>,
+    mut open: Vec<Arc<Partition>>,
+) -> Result<Topic, TopicError> {
+    let config = topic_config::log_config(&image.configs, broker);
+    for index in open.len() as i32..image.partitions {
+        let dir = log_dir.join(format!("{}-{}", image.name, index));
+        let log = Log::open(dir, config.clone())?;
+        log.set_high_watermark(log.log_end_offset());
+        open.push(Arc::new(Partition {
+            topic: image.name.clone(),
+            index,
+            leader_epoch: 0,
+            log,
+        }));
+    }
+    Ok(Topic {
+        image,
+        partitions: open,
+    })
+}
+
+/// A crash between a topic's removal from metadata and the removal of its
+/// directories leaves orphans; they hold no live data, so they go.
+fn remove_orphan_partition_dirs(log_dir: &Path, image: &MetadataImage) {
+    let Ok(entries) = std::fs::read_dir(log_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some((topic, partition)) = name.rsplit_once('-') else {
+            continue;
+        };
+        if partition.parse::<i32>().is_err() || name == "__cluster_metadata-0" {
+            continue;
+        }
+        let live = image
+            .topic(topic)
+            .is_some_and(|t| partition.parse::<i32>().is_ok_and(|p| p < t.partitions));
+        if !live && entry.path().is_dir() {
+            tracing::warn!(dir = %entry.path().display(), "removing the directory of a deleted topic");
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Kafka's topic name rules: 1-249 characters of [a-zA-Z0-9._-], not "." or "..".
+pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
+    let invalid = |why: &str| {
+        Err(TopicError::InvalidTopic(format!(
+            "Topic name \"{name}\" is illegal, {why}"
+        )))
+    };
+    if name.is_empty() {
+        return invalid("it can't be empty");
+    }
+    if name == "." || name == ".." {
+        return invalid("it can't be '.' or '..'");
+    }
+    if name.len() > 249 {
+        return invalid("it can't be longer than 249 characters");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-')
+    {
+        return invalid("it contains a character other than ASCII alphanumerics, '.', '_' and '-'");
+    }
+    Ok(())
+}
+
+fn collision_key(name: &str) -> String {
+    name.replace('.', "_")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        assert!(validate_topic_name("orders.v1_x-2").is_ok());
+        for bad in ["", ".", "..", "a b", "ü", &"x".repeat(250)] {
+            assert_eq!(validate_topic_name(bad).unwrap_err().code(), 17, "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! What every connection shares: the partition manager and the broker's identity.
+
+use std::sync::Mutex;
+
+use crate::config::BrokerConfig;
+use crate::fetch_session::FetchSessionCache;
+use crate::partitions::PartitionManager;
+
+pub struct BrokerState {
+    pub node_id: i32,
+    pub cluster_id: String,
+    /// The host and port clients are told to connect to.
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    pub socket_request_max_bytes: usize,
+    pub max_connections: usize,
+    pub partitions: PartitionManager,
+    pub fetch_sessions: Mutex<FetchSessionCache>,
+}
+
+impl BrokerState {
+    pub fn config(&self) -> &BrokerConfig {
+        &self.partitions.broker
+    }
+}
