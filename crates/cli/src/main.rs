@@ -12,6 +12,7 @@ mod produce;
 mod start;
 mod topic;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
