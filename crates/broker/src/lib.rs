@@ -11,6 +11,7 @@ pub mod dispatch;
 pub mod errors;
 pub mod fetch_session;
 pub mod partitions;
+pub mod recompress;
 pub mod server;
 pub mod state;
 pub mod topic_config;

@@ -29,6 +29,14 @@ pub struct Topic {
     pub partitions: Vec<Arc<Partition>>,
 }
 
+impl Topic {
+    /// The effective `compression.type` (`producer` keeps the producer's codec).
+    pub fn compression_type(&self, broker: &BrokerConfig) -> String {
+        let def = topic_config::find("compression.type").expect("known topic config");
+        topic_config::effective(def, &self.image.configs, broker).0
+    }
+}
+
 /// Why a topic operation failed, in Kafka's terms.
 #[derive(Debug, thiserror::Error)]
 pub enum TopicError {

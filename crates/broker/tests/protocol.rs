@@ -12,7 +12,9 @@ use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListO
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
-use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -32,18 +34,28 @@ impl TestBroker {
             ("listeners".to_string(), "PLAINTEXT://127.0.0.1:0".to_string()),
             ("log.dirs".to_string(), dir.path().display().to_string()),
         ];
-        let broker = Broker::bind(BrokerConfig::load(None, &overrides).unwrap()).await.unwrap();
+        let broker = Broker::bind(BrokerConfig::load(None, &overrides).unwrap())
+            .await
+            .unwrap();
         let address = broker.local_addr();
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(async move {
             broker.run(async { stopped.await.unwrap_or(()) }).await.unwrap();
         });
-        TestBroker { address, stop: Some(stop), task, _dir: dir }
+        TestBroker {
+            address,
+            stop: Some(stop),
+            task,
+            _dir: dir,
+        }
     }
 
     async fn stop(mut self) {
         self.stop.take().unwrap().send(()).unwrap();
-        tokio::time::timeout(WAIT, &mut self.task).await.expect("clean shutdown in time").unwrap();
+        tokio::time::timeout(WAIT, &mut self.task)
+            .await
+            .expect("clean shutdown in time")
+            .unwrap();
     }
 }
 
@@ -54,7 +66,10 @@ struct Client {
 
 impl Client {
     async fn connect(broker: &TestBroker) -> Client {
-        Client { stream: TcpStream::connect(broker.address).await.unwrap(), correlation_id: 0 }
+        Client {
+            stream: TcpStream::connect(broker.address).await.unwrap(),
+            correlation_id: 0,
+        }
     }
 
     async fn send<R: Request + Encodable>(&mut self, request: &R, version: i16) {
@@ -78,7 +93,10 @@ impl Client {
     /// The next response frame, after its correlation id (and tagged fields when `flexible_header`).
     async fn receive_raw(&mut self) -> Option<Bytes> {
         let mut size = [0u8; 4];
-        tokio::time::timeout(WAIT, self.stream.read_exact(&mut size)).await.expect("response in time").ok()?;
+        tokio::time::timeout(WAIT, self.stream.read_exact(&mut size))
+            .await
+            .expect("response in time")
+            .ok()?;
         let mut frame = vec![0u8; i32::from_be_bytes(size) as usize];
         self.stream.read_exact(&mut frame).await.ok()?;
         Some(Bytes::from(frame))
@@ -121,24 +139,48 @@ fn batch(values: &[&str]) -> Bytes {
         })
         .collect();
     let mut out = BytesMut::new();
-    RecordBatchEncoder::encode(&mut out, &records, &RecordEncodeOptions { version: 2, compression: Compression::None }).unwrap();
+    RecordBatchEncoder::encode(
+        &mut out,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
     out.freeze()
 }
 
 async fn create_topic(client: &mut Client, topic: &str, partitions: i32) {
     let request = CreateTopicsRequest::default()
-        .with_topics(vec![CreatableTopic::default().with_name(name(topic)).with_num_partitions(partitions).with_replication_factor(1)])
+        .with_topics(vec![
+            CreatableTopic::default()
+                .with_name(name(topic))
+                .with_num_partitions(partitions)
+                .with_replication_factor(1),
+        ])
         .with_timeout_ms(5000);
     let response = client.call(&request, 7).await;
-    assert_eq!(response.topics[0].error_code, 0, "{:?}", response.topics[0].error_message);
+    assert_eq!(
+        response.topics[0].error_code, 0,
+        "{:?}",
+        response.topics[0].error_message
+    );
 }
 
 fn produce_request(topic: &str, acks: i16, records: Bytes) -> ProduceRequest {
-    ProduceRequest::default().with_acks(acks).with_timeout_ms(5000).with_topic_data(vec![
-        TopicProduceData::default()
-            .with_name(name(topic))
-            .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(records))]),
-    ])
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(name(topic))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(records)),
+                ]),
+        ])
 }
 
 fn fetch_request(topic: &str, offset: i64, max_wait_ms: i32) -> FetchRequest {
@@ -148,9 +190,11 @@ fn fetch_request(topic: &str, offset: i64, max_wait_ms: i32) -> FetchRequest {
         .with_min_bytes(1)
         .with_max_bytes(1 << 20)
         .with_session_epoch(-1)
-        .with_topics(vec![FetchTopic::default().with_topic(name(topic)).with_partitions(vec![
+        .with_topics(vec![FetchTopic::default().with_topic(name(topic)).with_partitions(
+            vec![
             FetchPartition::default().with_partition(0).with_fetch_offset(offset).with_partition_max_bytes(1 << 20),
-        ])])
+        ],
+        )])
 }
 
 fn values_of(records: Option<Bytes>) -> Vec<String> {
@@ -170,13 +214,22 @@ async fn api_versions_falls_back_to_v0_for_unknown_versions() {
     let mut client = Client::connect(&broker).await;
     let response = client.call(&ApiVersionsRequest::default(), 3).await;
     assert_eq!(response.error_code, 0);
-    let produce = response.api_keys.iter().find(|k| k.api_key == ApiKey::Produce as i16).unwrap();
+    let produce = response
+        .api_keys
+        .iter()
+        .find(|k| k.api_key == ApiKey::Produce as i16)
+        .unwrap();
     assert_eq!(produce.min_version, 3, "KIP-896 floor");
 
     // KIP-511: a version the broker does not know gets a v0 answer with UNSUPPORTED_VERSION.
     client.send(&ApiVersionsRequest::default(), 3).await;
     let mut raw = BytesMut::new();
-    RequestHeader::default().with_request_api_key(18).with_request_api_version(99).with_correlation_id(7).encode(&mut raw, 2).unwrap();
+    RequestHeader::default()
+        .with_request_api_key(18)
+        .with_request_api_version(99)
+        .with_correlation_id(7)
+        .encode(&mut raw, 2)
+        .unwrap();
     client.receive_raw().await.unwrap();
     client.send_raw(&raw).await;
     let mut frame = client.receive_raw().await.unwrap();
@@ -200,20 +253,33 @@ async fn produce_then_fetch_and_list_offsets() {
     let response = client.call(&fetch_request("events", 0, 0), 12).await;
     let partition = response.responses[0].partitions[0].clone();
     assert_eq!(partition.error_code, 0);
-    assert_eq!(partition.high_watermark, 6, "high watermark counts records, not batches");
+    assert_eq!(
+        partition.high_watermark, 6,
+        "high watermark counts records, not batches"
+    );
     assert_eq!(values_of(partition.records), ["a", "b", "c", "d", "e", "f"]);
 
     let list = |timestamp| {
-        ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
-            ListOffsetsTopic::default()
-                .with_name(name("events"))
-                .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(0).with_timestamp(timestamp)]),
-        ])
+        ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![
+                ListOffsetsTopic::default()
+                    .with_name(name("events"))
+                    .with_partitions(vec![
+                        ListOffsetsPartition::default()
+                            .with_partition_index(0)
+                            .with_timestamp(timestamp),
+                    ]),
+            ])
     };
     for (timestamp, expected) in [(-1, 6), (-2, 0), (1_700_000_000_001, 1), (-3, 2)] {
         let response = client.call(&list(timestamp), 8).await;
         let partition = &response.topics[0].partitions[0];
-        assert_eq!((partition.error_code, partition.offset), (0, expected), "ListOffsets {timestamp}");
+        assert_eq!(
+            (partition.error_code, partition.offset),
+            (0, expected),
+            "ListOffsets {timestamp}"
+        );
     }
 
     let response = client.call(&fetch_request("events", 7, 0), 12).await;
@@ -239,7 +305,10 @@ async fn bad_produce_requests_get_kafka_error_codes() {
         assert_eq!(response.responses[0].partition_responses[0].error_code, expected);
     }
     let response = client.call(&fetch_request("strict", 0, 0), 12).await;
-    assert_eq!(response.responses[0].partitions[0].high_watermark, 0, "refused batches leave the log unchanged");
+    assert_eq!(
+        response.responses[0].partitions[0].high_watermark, 0,
+        "refused batches leave the log unchanged"
+    );
     broker.stop().await;
 }
 
@@ -253,11 +322,17 @@ async fn long_poll_is_woken_by_an_append() {
     consumer.send(&fetch_request("waits", 0, 30_000), 12).await;
     let response = producer.call(&produce_request("waits", 1, batch(&["wake"])), 9).await;
     assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
-    let mut frame = consumer.receive_raw().await.expect("the fetch answers once data arrives");
+    let mut frame = consumer
+        .receive_raw()
+        .await
+        .expect("the fetch answers once data arrives");
     ResponseHeader::decode(&mut frame, 1).unwrap();
     let fetched = FetchResponse::decode(&mut frame, 12).unwrap();
     assert_eq!(values_of(fetched.responses[0].partitions[0].records.clone()), ["wake"]);
-    assert!(started.elapsed() < Duration::from_secs(25), "woken by the append, not the 30 s timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "woken by the append, not the 30 s timeout"
+    );
     broker.stop().await;
 }
 
@@ -274,14 +349,19 @@ async fn incremental_fetch_sessions_send_only_changes() {
     assert_eq!(values_of(response.responses[0].partitions[0].records.clone()), ["one"]);
 
     // Nothing changed: an incremental fetch with no partitions answers none.
-    let incremental = FetchRequest::default().with_max_wait_ms(0).with_max_bytes(1 << 20).with_session_id(response.session_id);
+    let incremental = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_max_bytes(1 << 20)
+        .with_session_id(response.session_id);
     let quiet = client.call(&incremental.clone().with_session_epoch(1), 12).await;
     assert_eq!(quiet.error_code, 0);
     assert!(quiet.responses.is_empty(), "{:?}", quiet.responses);
 
     let stale = client.call(&incremental.clone().with_session_epoch(1), 12).await;
     assert_eq!(stale.error_code, 71, "INVALID_FETCH_SESSION_EPOCH");
-    let unknown = client.call(&incremental.clone().with_session_id(999_999).with_session_epoch(1), 12).await;
+    let unknown = client
+        .call(&incremental.clone().with_session_id(999_999).with_session_epoch(1), 12)
+        .await;
     assert_eq!(unknown.error_code, 70, "FETCH_SESSION_ID_NOT_FOUND");
     broker.stop().await;
 }
@@ -292,22 +372,29 @@ async fn garbage_closes_only_that_connection() {
     let mut healthy = Client::connect(&broker).await;
     create_topic(&mut healthy, "survivor", 1).await;
     let frames: [&[u8]; 4] = [
-        &[0x7f, 0xff, 0xff, 0xff],             // a 2 GiB length prefix
-        &[0, 0, 0, 4, 0xde, 0xad, 0xbe, 0xef], // too short for a header
-        &[0, 0, 0, 10, 0x7f, 0x00, 0, 1, 0, 0, 0, 1, 0, 0], // unknown api key
+        &[0x7f, 0xff, 0xff, 0xff],                                       // a 2 GiB length prefix
+        &[0, 0, 0, 4, 0xde, 0xad, 0xbe, 0xef],                           // too short for a header
+        &[0, 0, 0, 10, 0x7f, 0x00, 0, 1, 0, 0, 0, 1, 0, 0],              // unknown api key
         &[0, 0, 0, 12, 0, 3, 0, 12, 0, 0, 0, 1, 0xff, 0xff, 0x05, 0x01], // Metadata v12 with a bad body
     ];
     for frame in frames {
         let mut stream = TcpStream::connect(broker.address).await.unwrap();
         stream.write_all(frame).await.unwrap();
         let mut buffer = [0u8; 64];
-        let read = tokio::time::timeout(WAIT, stream.read(&mut buffer)).await.expect("closed in time");
-        assert!(matches!(read, Ok(0) | Err(_)), "the broker closes a connection that sends garbage");
+        let read = tokio::time::timeout(WAIT, stream.read(&mut buffer))
+            .await
+            .expect("closed in time");
+        assert!(
+            matches!(read, Ok(0) | Err(_)),
+            "the broker closes a connection that sends garbage"
+        );
     }
     // A client that sends half a request and stalls holds up nobody else.
     let mut stalled = TcpStream::connect(broker.address).await.unwrap();
     stalled.write_all(&[0, 0, 0, 100, 0, 3, 0]).await.unwrap();
-    let response = healthy.call(&produce_request("survivor", 1, batch(&["still here"])), 9).await;
+    let response = healthy
+        .call(&produce_request("survivor", 1, batch(&["still here"])), 9)
+        .await;
     assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
     drop(stalled);
     broker.stop().await;

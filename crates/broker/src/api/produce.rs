@@ -7,10 +7,12 @@ use std::sync::Arc;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::Compression;
 
 use super::{blocking, now_ms};
-use crate::errors::{INVALID_REQUIRED_ACKS, NONE, UNKNOWN_TOPIC_ID, UNKNOWN_TOPIC_OR_PARTITION};
+use crate::errors::{CORRUPT_MESSAGE, INVALID_REQUIRED_ACKS, NONE, UNKNOWN_TOPIC_ID, UNKNOWN_TOPIC_OR_PARTITION};
 use crate::partitions::Partition;
+use crate::recompress;
 use crate::state::BrokerState;
 
 /// One partition's part of a request, resolved to its log.
@@ -18,6 +20,8 @@ struct PartitionWrite {
     topic: usize,
     partition: Option<Arc<Partition>>,
     records: Vec<u8>,
+    /// Set when the topic's `compression.type` overrides the producer's codec.
+    codec: Option<Compression>,
     /// The offset after this write's last record: what acks=-1 waits to be durable.
     end_offset: i64,
     response: PartitionProduceResponse,
@@ -35,6 +39,9 @@ pub async fn handle(state: &Arc<BrokerState>, request: ProduceRequest) -> Option
         } else {
             (state.partitions.topic(&topic_data.name), UNKNOWN_TOPIC_OR_PARTITION)
         };
+        let codec = topic
+            .as_ref()
+            .and_then(|t| recompress::target_codec(&t.compression_type(state.config())));
         for partition_data in topic_data.partition_data {
             let partition = topic
                 .as_ref()
@@ -56,6 +63,7 @@ pub async fn handle(state: &Arc<BrokerState>, request: ProduceRequest) -> Option
                 topic: topic_index,
                 partition,
                 records,
+                codec,
                 end_offset: -1,
                 response,
             });
@@ -73,6 +81,17 @@ pub async fn handle(state: &Arc<BrokerState>, request: ProduceRequest) -> Option
         let now = now_ms();
         for write in writes.iter_mut() {
             let Some(partition) = &write.partition else { continue };
+            if let Some(codec) = write.codec {
+                match recompress::recompress(&write.records, codec) {
+                    Ok(records) => write.records = records,
+                    Err(reason) => {
+                        write.response.error_code = CORRUPT_MESSAGE;
+                        write.response.error_message = Some(StrBytes::from_string(reason));
+                        write.partition = None;
+                        continue;
+                    }
+                }
+            }
             match appender.partitions.append(partition, &mut write.records, now) {
                 Ok(info) => {
                     write.response.base_offset = info.base_offset;
