@@ -12,7 +12,15 @@ pub enum LogError {
     #[error("invalid timestamp: {0}")]
     InvalidTimestamp(String),
     #[error("offset {offset} is out of range [{log_start_offset}, {log_end_offset}]")]
-    OffsetOutOfRange { offset: i64, log_start_offset: i64, log_end_offset: i64 },
+    OffsetOutOfRange {
+        offset: i64,
+        log_start_offset: i64,
+        log_end_offset: i64,
+    },
+    /// An append carried a leader epoch older than one the log has already
+    /// seen: the caller is a deposed leader (Kafka's FENCED_LEADER_EPOCH).
+    #[error("leader epoch {epoch} is older than the log's latest leader epoch {latest_epoch}")]
+    FencedLeaderEpoch { epoch: i32, latest_epoch: i32 },
     #[error("storage error: {0}")]
     Storage(#[from] std::io::Error),
 }
@@ -26,7 +34,42 @@ impl LogError {
             LogError::MessageTooLarge { .. } => 10,
             LogError::InvalidTimestamp(_) => 32,
             LogError::OffsetOutOfRange { .. } => 1,
+            LogError::FencedLeaderEpoch { .. } => 74,
             LogError::Storage(_) => 56,
         }
+    }
+
+    /// A storage error that is not an OS error: the log is closed, or went
+    /// offline after a failed fsync (Kafka's KAFKA_STORAGE_ERROR either way).
+    pub(crate) fn offline(why: &str) -> LogError {
+        LogError::Storage(std::io::Error::other(why.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_match_kafka() {
+        assert_eq!(LogError::CorruptMessage(String::new()).code(), 2);
+        assert_eq!(LogError::InvalidRecord(String::new()).code(), 87);
+        assert_eq!(LogError::MessageTooLarge { size: 2, max: 1 }.code(), 10);
+        assert_eq!(LogError::InvalidTimestamp(String::new()).code(), 32);
+        let out_of_range = LogError::OffsetOutOfRange {
+            offset: 5,
+            log_start_offset: 0,
+            log_end_offset: 1,
+        };
+        assert_eq!(out_of_range.code(), 1);
+        assert_eq!(
+            LogError::FencedLeaderEpoch {
+                epoch: 1,
+                latest_epoch: 2
+            }
+            .code(),
+            74
+        );
+        assert_eq!(LogError::offline("closed").code(), 56);
     }
 }

@@ -6,13 +6,42 @@
 //! Never: touches the network or an async runtime. The broker calls it from
 //! blocking I/O threads.
 //!
-//! CONTRACT SKELETON: bodies are filled in by the storage-engine work.
+//! Code map: `validate` and `batch` (the append path's checks and header
+//! rewrites), `segment` with `offset_index`/`time_index` (over the lock-free
+//! `entries`), `scan` (batch header walks), `append`, `read`, `durability`
+//! (group commit, flush, close) with `group_commit`, `recovery` (open),
+//! `checkpoint` (the directory's small files), and `storage`/`sim` (the file
+//! system trait, on disk and in memory).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
+mod append;
+mod batch;
+mod checkpoint;
+mod durability;
+mod entries;
 mod error;
+mod group_commit;
+mod offset_index;
+mod read;
+mod recovery;
+mod scan;
+mod segment;
+mod sim;
+mod storage;
+mod time_index;
+mod validate;
+
 pub use error::LogError;
+pub use sim::SimStorage;
+pub use storage::{DiskStorage, Storage, StorageFile};
+
+use checkpoint::LeaderEpochCache;
+use group_commit::GroupCommit;
+use segment::{IndexingState, Segment};
+use validate::ValidatedBatch;
 
 pub type Result<T> = std::result::Result<T, LogError>;
 
@@ -71,11 +100,12 @@ pub struct AppendInfo {
 }
 
 /// A contiguous byte range of whole record batches inside one segment file.
+/// It keeps the file open, so it stays readable after the segment is deleted.
 #[derive(Clone)]
 pub struct FileSlice {
-    file: Arc<std::fs::File>,
-    position: u64,
-    len: usize,
+    pub(crate) file: Arc<dyn StorageFile>,
+    pub(crate) position: u64,
+    pub(crate) len: usize,
 }
 
 impl FileSlice {
@@ -85,10 +115,28 @@ impl FileSlice {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+    /// The slice's start within its segment file.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
     /// Appends the slice's bytes to `out`.
     pub fn read_into(&self, out: &mut Vec<u8>) -> Result<()> {
-        let _ = (&self.file, self.position, out);
-        todo!()
+        let start = out.len();
+        out.resize(start + self.len, 0);
+        if let Err(e) = self.file.read_exact_at(&mut out[start..], self.position) {
+            out.truncate(start);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for FileSlice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileSlice")
+            .field("position", &self.position)
+            .field("len", &self.len)
+            .finish()
     }
 }
 
@@ -102,33 +150,112 @@ pub struct TimestampOffset {
 /// One partition's log. `Send + Sync`: one writer at a time (appends are
 /// serialized inside), readers never wait on the writer for longer than a
 /// pointer swap.
+///
+/// Locks, in the order they may nest: `admin` (delete_records_before),
+/// `writer` (the append lock), then the short ones (`segments`, `config`).
+/// `flush_state` and the group commit's lock are never taken under `writer`,
+/// and no fsync runs under `writer`.
 pub struct Log {
     dir: PathBuf,
+    storage: Arc<dyn Storage>,
+    config: Mutex<LogConfig>,
+    writer: Mutex<Writer>,
+    /// Serializes log start offset moves, whose checkpoint is fsynced
+    /// before segments go.
+    admin: Mutex<()>,
+    /// The segments in offset order, the last one active. Readers clone the
+    /// `Arc`; the writer swaps in a new list on roll and deletion.
+    segments: Mutex<Arc<Vec<Arc<Segment>>>>,
+    log_start_offset: AtomicI64,
+    log_end_offset: AtomicI64,
+    high_watermark: AtomicI64,
+    group_commit: GroupCommit,
+    /// The recovery point, guarded with the index flushes that move it.
+    flush_state: Mutex<i64>,
+    /// The leader epoch checkpoint was replaced but not yet fsynced.
+    epochs_dirty: AtomicBool,
+    /// Segment files were created but the directory not yet fsynced.
+    dir_dirty: AtomicBool,
+    closed: AtomicBool,
+    /// An fsync or write failed: the log is offline (KAFKA_STORAGE_ERROR),
+    /// as Kafka takes a log directory offline, since after a failed fsync
+    /// nothing is known about what reached the disk.
+    failed: AtomicBool,
+}
+
+/// State only the append path touches, under the append lock.
+struct Writer {
+    epochs: LeaderEpochCache,
+    active: IndexingState,
+    /// Reused across appends so validation allocates nothing per append.
+    batches: Vec<ValidatedBatch>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn now_ms() -> i64 {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    since_epoch.as_millis() as i64
 }
 
 impl Log {
     /// Opens (or creates) the log in `dir`, recovering after an unclean shutdown.
     pub fn open(dir: impl Into<PathBuf>, config: LogConfig) -> Result<Log> {
-        let _ = config;
-        Ok(Log { dir: dir.into() })
+        Log::open_with_storage(dir, config, Arc::new(DiskStorage))
+    }
+
+    /// Opens the log on the given storage (e.g. [`SimStorage`] in tests).
+    pub fn open_with_storage(dir: impl Into<PathBuf>, config: LogConfig, storage: Arc<dyn Storage>) -> Result<Log> {
+        let dir = dir.into();
+        let loaded = recovery::load(storage.as_ref(), &dir, &config, now_ms())?;
+        let log_end_offset = loaded
+            .segments
+            .last()
+            .map_or(loaded.log_start_offset, |s| s.next_offset());
+        Ok(Log {
+            dir,
+            storage,
+            config: Mutex::new(config),
+            writer: Mutex::new(Writer {
+                epochs: loaded.epochs,
+                active: loaded.active_state,
+                batches: Vec::new(),
+            }),
+            admin: Mutex::new(()),
+            segments: Mutex::new(Arc::new(loaded.segments)),
+            log_start_offset: AtomicI64::new(loaded.log_start_offset),
+            log_end_offset: AtomicI64::new(log_end_offset),
+            // Everything on disk after open is durable; a single-node broker
+            // exposes all of it, a replicated one lowers it with
+            // set_high_watermark until the ISR catches up.
+            high_watermark: AtomicI64::new(log_end_offset),
+            group_commit: GroupCommit::new(log_end_offset),
+            flush_state: Mutex::new(loaded.recovery_point),
+            epochs_dirty: AtomicBool::new(false),
+            dir_dirty: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
+        })
     }
     pub fn dir(&self) -> &Path {
         &self.dir
     }
     pub fn config(&self) -> LogConfig {
-        todo!()
+        lock(&self.config).clone()
     }
     /// Replaces the configuration (AlterConfigs); takes effect on the next append/roll.
     pub fn set_config(&self, config: LogConfig) {
-        let _ = config;
-        todo!()
+        *lock(&self.config) = config;
     }
     /// Validates every batch in `batches` (one or more v2 record batches, as
     /// received), assigns offsets, stamps `leader_epoch` into each batch's
     /// partition leader epoch field, and appends. All or nothing.
     pub fn append(&self, batches: &mut [u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo> {
-        let _ = (batches, leader_epoch, now_ms);
-        todo!()
+        self.append_batches(batches, leader_epoch, now_ms)
     }
     /// Whole batches starting with the one holding `start_offset`, up to
     /// `max_bytes` (the first batch always whole), stopping before any batch
@@ -136,58 +263,62 @@ impl Log {
     /// `None` when there is nothing to read. OffsetOutOfRange when
     /// `start_offset` is outside [log start offset, log end offset].
     pub fn read(&self, start_offset: i64, max_bytes: usize, max_offset: i64) -> Result<Option<FileSlice>> {
-        let _ = (start_offset, max_bytes, max_offset);
-        todo!()
+        self.read_batches(start_offset, max_bytes, max_offset)
     }
     pub fn log_start_offset(&self) -> i64 {
-        todo!()
+        self.log_start_offset.load(Ordering::Acquire)
     }
     pub fn log_end_offset(&self) -> i64 {
-        todo!()
+        self.log_end_offset.load(Ordering::Acquire)
     }
     pub fn high_watermark(&self) -> i64 {
-        todo!()
+        self.high_watermark.load(Ordering::Acquire)
     }
     /// Sets the high watermark, clamped to [log start offset, log end offset].
     pub fn set_high_watermark(&self, offset: i64) {
-        let _ = offset;
-        todo!()
+        let clamped = offset.min(self.log_end_offset()).max(self.log_start_offset());
+        self.high_watermark.store(clamped, Ordering::Release);
     }
     /// Bytes on disk across all segments.
     pub fn size_bytes(&self) -> u64 {
-        todo!()
+        self.segments().iter().map(|s| s.size()).sum()
     }
     /// Group commit: returns once every offset below `offset` is durable.
     /// Concurrent callers share fsyncs.
     pub fn sync_to(&self, offset: i64) -> Result<()> {
-        let _ = offset;
-        todo!()
+        self.sync_offsets_below(offset)
     }
     /// Fsyncs everything appended so far.
     pub fn flush(&self) -> Result<()> {
-        todo!()
+        self.flush_all()
     }
     /// The first offset whose batch max timestamp is >= `timestamp`, via the time index.
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<TimestampOffset>> {
-        let _ = timestamp;
-        todo!()
+        self.lookup_timestamp(timestamp)
     }
     /// The offset and value of the largest timestamp in the log (ListOffsets -3).
     pub fn max_timestamp(&self) -> Result<Option<TimestampOffset>> {
-        todo!()
+        Ok(self.largest_timestamp())
     }
     /// Moves the log start offset forward to `offset` (DeleteRecords, retention)
     /// and deletes whole segments below it. Returns the new log start offset.
     pub fn delete_records_before(&self, offset: i64) -> Result<i64> {
-        let _ = offset;
-        todo!()
+        self.advance_log_start_offset(offset)
     }
     /// Flushes, writes checkpoints and the clean-shutdown marker.
     pub fn close(&self) -> Result<()> {
-        todo!()
+        self.close_cleanly()
     }
     /// Closes and removes the whole partition directory.
     pub fn delete(self) -> Result<()> {
-        todo!()
+        self.closed.store(true, Ordering::Release);
+        let _writer = lock(&self.writer);
+        self.storage.remove_dir_all(&self.dir)?;
+        Ok(())
+    }
+
+    /// A snapshot of the segment list.
+    fn segments(&self) -> Arc<Vec<Arc<Segment>>> {
+        lock(&self.segments).clone()
     }
 }

@@ -1,0 +1,197 @@
+//! The write side of [`Log`]: append (validate, roll, assign offsets, write,
+//! index, publish), segment rolls, and log start offset moves.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crate::checkpoint::{self, LOG_START_OFFSET_FILE};
+use crate::segment::{IndexingState, Segment};
+use crate::{AppendInfo, Log, LogConfig, LogError, Result, TimestampType, lock, storage, validate};
+
+impl Log {
+    /// Errors when the log may not be written: closed, or offline after a
+    /// failed write or fsync.
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        if self.failed.load(Ordering::Acquire) {
+            return Err(LogError::offline("the log is offline after a storage failure"));
+        }
+        if self.closed.load(Ordering::Acquire) {
+            return Err(LogError::offline("the log is closed"));
+        }
+        Ok(())
+    }
+
+    /// Takes the log offline after an I/O failure and returns the error.
+    pub(crate) fn fail(&self, error: std::io::Error) -> LogError {
+        tracing::error!(dir = %self.dir.display(), %error, "log storage failed; taking the log offline");
+        self.failed.store(true, Ordering::Release);
+        LogError::Storage(error)
+    }
+
+    pub(crate) fn append_batches(&self, batches: &mut [u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo> {
+        let mut writer = lock(&self.writer);
+        self.check_writable()?;
+        let config = self.config();
+        validate::validate(batches, &config, now_ms, &mut writer.batches)?;
+        if let Some(latest_epoch) = writer.epochs.latest_epoch()
+            && leader_epoch >= 0
+            && leader_epoch < latest_epoch
+        {
+            return Err(LogError::FencedLeaderEpoch {
+                epoch: leader_epoch,
+                latest_epoch,
+            });
+        }
+        let first_offset = self.log_end_offset();
+        let records: i64 = writer.batches.iter().map(|b| b.records_count as i64).sum();
+        let last_offset = first_offset + records - 1;
+        let max_timestamp = writer.batches.iter().map(|b| b.max_timestamp).max().unwrap_or(-1);
+
+        let mut active = self.active_segment();
+        if should_roll(
+            &active,
+            &writer.active,
+            &config,
+            batches.len() as u64,
+            max_timestamp,
+            last_offset,
+            now_ms,
+        ) {
+            active = self.roll(&config).map_err(|e| self.fail(e))?;
+            writer.active = IndexingState::new(now_ms);
+        }
+        validate::assign_offsets(batches, &writer.batches, first_offset, leader_epoch);
+
+        if leader_epoch >= 0 && writer.epochs.latest_epoch().is_none_or(|latest| leader_epoch > latest) {
+            // The checkpoint names the new epoch before any batch carries it,
+            // so recovery can refuse epochs beyond it. The fsync is left to
+            // the next group commit, which runs it before syncing the data.
+            let mut epochs = writer.epochs.clone();
+            epochs.assign(leader_epoch, first_offset);
+            let path = self.dir.join(checkpoint::LEADER_EPOCH_FILE);
+            storage::replace_file(self.storage.as_ref(), &path, &epochs.encode()).map_err(|e| self.fail(e))?;
+            self.epochs_dirty.store(true, Ordering::Release);
+            writer.epochs = epochs;
+        }
+
+        let writer = &mut *writer;
+        active
+            .append(
+                batches,
+                &writer.batches,
+                first_offset,
+                &mut writer.active,
+                config.index_interval_bytes,
+            )
+            .map_err(|e| self.fail(e))?;
+        self.log_end_offset.store(last_offset + 1, Ordering::Release);
+        let log_append_time_ms = match config.message_timestamp_type {
+            TimestampType::CreateTime => -1,
+            TimestampType::LogAppendTime => now_ms,
+        };
+        Ok(AppendInfo {
+            base_offset: first_offset,
+            last_offset,
+            log_append_time_ms,
+            log_start_offset: self.log_start_offset(),
+        })
+    }
+
+    pub(crate) fn active_segment(&self) -> Arc<Segment> {
+        self.segments()
+            .last()
+            .expect("the log always has an active segment")
+            .clone()
+    }
+
+    /// Starts a new active segment at the log end offset. Called under the
+    /// append lock; the new files' directory entries are fsynced by the
+    /// next group commit, not here.
+    fn roll(&self, config: &LogConfig) -> std::io::Result<Arc<Segment>> {
+        let previous = self.active_segment();
+        previous.on_become_inactive();
+        let base_offset = self.log_end_offset();
+        let segment = Arc::new(Segment::create(
+            self.storage.as_ref(),
+            &self.dir,
+            base_offset,
+            config.segment_index_bytes,
+        )?);
+        self.dir_dirty.store(true, Ordering::Release);
+        let mut segments = lock(&self.segments);
+        let mut list = Vec::with_capacity(segments.len() + 1);
+        list.extend(segments.iter().cloned());
+        list.push(segment.clone());
+        *segments = Arc::new(list);
+        tracing::debug!(dir = %self.dir.display(), base_offset, "rolled a new segment");
+        Ok(segment)
+    }
+
+    pub(crate) fn advance_log_start_offset(&self, offset: i64) -> Result<i64> {
+        let _admin = lock(&self.admin);
+        self.check_writable()?;
+        let current = self.log_start_offset();
+        if offset <= current {
+            return Ok(current);
+        }
+        // Kafka refuses to delete records the consumers cannot see yet.
+        if offset > self.high_watermark() {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start_offset: current,
+                log_end_offset: self.log_end_offset(),
+            });
+        }
+        // Durable first, so that after a crash the start offset still covers
+        // whatever segments this call goes on to delete.
+        checkpoint::write_offset(self.storage.as_ref(), &self.dir, LOG_START_OFFSET_FILE, offset)
+            .map_err(|e| self.fail(e))?;
+        let deleted = {
+            let _writer = lock(&self.writer);
+            self.log_start_offset.store(offset, Ordering::Release);
+            self.high_watermark.fetch_max(offset, Ordering::AcqRel);
+            let mut segments = lock(&self.segments);
+            // A segment goes when the next one starts at or below the new log
+            // start offset; the active segment always stays.
+            let keep_from = segments.windows(2).take_while(|w| w[1].base_offset <= offset).count();
+            let deleted: Vec<_> = segments[..keep_from].to_vec();
+            *segments = Arc::new(segments[keep_from..].to_vec());
+            deleted
+        };
+        for segment in deleted {
+            segment
+                .delete_files(self.storage.as_ref(), &self.dir)
+                .map_err(|e| self.fail(e))?;
+        }
+        Ok(offset)
+    }
+}
+
+/// Kafka's `LogSegment.shouldRoll`, for an append of `append_bytes` whose
+/// batches reach `last_offset` and `max_timestamp`. An empty segment never
+/// rolls (Kafka would replace it by an identical one).
+fn should_roll(
+    active: &Segment,
+    state: &IndexingState,
+    config: &LogConfig,
+    append_bytes: u64,
+    max_timestamp: i64,
+    last_offset: i64,
+    now_ms: i64,
+) -> bool {
+    let size = active.size();
+    if size == 0 {
+        return false;
+    }
+    let waited_ms = match state.rolling_based_timestamp {
+        Some(first_timestamp) => max_timestamp.saturating_sub(first_timestamp),
+        None => now_ms.saturating_sub(state.created_ms),
+    };
+    size + append_bytes > config.segment_bytes
+        // Index entries hold 4-byte positions and relative offsets.
+        || size + append_bytes > i32::MAX as u64
+        || last_offset - active.base_offset > i32::MAX as i64
+        || waited_ms > config.segment_ms
+        || active.offset_index.is_full()
+        || active.time_index.is_full()
+}

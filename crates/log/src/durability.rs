@@ -1,0 +1,122 @@
+//! Durability for [`Log`]: group commit (`sync_to`), flush (data, then
+//! indexes, then the recovery point), and clean close.
+//!
+//! No fsync runs under the append lock: appends keep flowing while the
+//! group commit's leader syncs, and the next leader picks them all up.
+
+use std::io;
+use std::sync::atomic::Ordering;
+
+use crate::checkpoint::{self, CLEAN_SHUTDOWN_FILE, LEADER_EPOCH_FILE, RECOVERY_POINT_FILE};
+use crate::{Log, LogError, Result, lock, storage};
+
+impl Log {
+    pub(crate) fn sync_offsets_below(&self, offset: i64) -> Result<()> {
+        if self.failed.load(Ordering::Acquire) {
+            return Err(LogError::offline("the log is offline after a storage failure"));
+        }
+        let target = offset.min(self.log_end_offset());
+        self.group_commit
+            .sync_to(target, || self.sync_appended())
+            .map_err(|e| self.fail(e))
+    }
+
+    /// The group commit leader's work: fsync everything appended so far and
+    /// return the offset below which it is durable.
+    fn sync_appended(&self) -> io::Result<i64> {
+        if self.failed.load(Ordering::Acquire) {
+            return Err(io::Error::other("the log is offline after a storage failure"));
+        }
+        // Everything below this offset is written; whatever the flags below
+        // say about it was set before it was published.
+        let upto = self.log_end_offset();
+        let durable = self.group_commit.durable_offset();
+        if self.epochs_dirty.swap(false, Ordering::AcqRel) {
+            self.storage.open(&self.dir.join(LEADER_EPOCH_FILE), false)?.sync()?;
+            self.dir_dirty.store(true, Ordering::Release);
+        }
+        if self.dir_dirty.swap(false, Ordering::AcqRel) {
+            self.storage.sync_dir(&self.dir)?;
+        }
+        let segments = self.segments();
+        for segment in segments
+            .iter()
+            .filter(|s| s.next_offset() > durable && s.base_offset < upto)
+        {
+            segment.log.sync()?;
+        }
+        self.checkpoint_rolled_segments(upto)?;
+        Ok(upto)
+    }
+
+    /// Once the data of segments that have rolled is durable, writes their
+    /// indexes and moves the recovery point past them, so that recovery after
+    /// a crash only rescans the active segment (Kafka flushes on roll).
+    fn checkpoint_rolled_segments(&self, durable_below: i64) -> io::Result<()> {
+        let mut recovery_point = lock(&self.flush_state);
+        let segments = self.segments();
+        let mut new_recovery_point = *recovery_point;
+        for pair in segments.windows(2) {
+            let (segment, next) = (&pair[0], &pair[1]);
+            if next.base_offset <= *recovery_point {
+                continue;
+            }
+            if segment.next_offset() > durable_below {
+                break;
+            }
+            segment.flush_indexes()?;
+            new_recovery_point = next.base_offset;
+        }
+        if new_recovery_point > *recovery_point {
+            checkpoint::write_offset(
+                self.storage.as_ref(),
+                &self.dir,
+                RECOVERY_POINT_FILE,
+                new_recovery_point,
+            )?;
+            *recovery_point = new_recovery_point;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn flush_all(&self) -> Result<()> {
+        let log_end_offset = self.log_end_offset();
+        self.sync_offsets_below(log_end_offset)?;
+        self.flush_indexes_to(log_end_offset).map_err(|e| self.fail(e))
+    }
+
+    /// Data below `log_end_offset` is durable: write and fsync the indexes
+    /// covering it, then move the recovery point there.
+    fn flush_indexes_to(&self, log_end_offset: i64) -> io::Result<()> {
+        let mut recovery_point = lock(&self.flush_state);
+        if log_end_offset <= *recovery_point {
+            return Ok(());
+        }
+        for segment in self.segments().iter().filter(|s| s.next_offset() > *recovery_point) {
+            segment.flush_indexes()?;
+        }
+        checkpoint::write_offset(self.storage.as_ref(), &self.dir, RECOVERY_POINT_FILE, log_end_offset)?;
+        *recovery_point = log_end_offset;
+        Ok(())
+    }
+
+    pub(crate) fn close_cleanly(&self) -> Result<()> {
+        {
+            let _writer = lock(&self.writer);
+            if self.closed.swap(true, Ordering::AcqRel) {
+                return Ok(());
+            }
+            // Kafka's LogSegment.close: the time index ends with the
+            // segment's max timestamp, which reopening reads back.
+            self.active_segment().on_become_inactive();
+        }
+        self.flush_all()?;
+        // Index entries pushed by on_become_inactive above.
+        for segment in self.segments().iter() {
+            segment.flush_indexes().map_err(|e| self.fail(e))?;
+        }
+        let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);
+        storage::write_atomically(self.storage.as_ref(), &marker, b"").map_err(|e| self.fail(e))?;
+        Ok(())
+    }
+}

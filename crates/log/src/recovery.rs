@@ -1,0 +1,428 @@
+//! Opening a partition directory (Kafka's `LogLoader`): find the segments,
+//! trust those below the recovery point (after sanity-checking their
+//! indexes), and recover the rest: scan every batch, verify framing, CRC,
+//! dense offsets and leader epochs, rebuild the indexes, and truncate at the
+//! first batch that fails (a torn or corrupt tail), deleting any later
+//! segments. A clean shutdown marker means nothing needs recovering.
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::batch::{self, BatchHeader, HEADER_SIZE, NO_TIMESTAMP};
+use crate::checkpoint::{self, CLEAN_SHUTDOWN_FILE, LOG_START_OFFSET_FILE, LeaderEpochCache, RECOVERY_POINT_FILE};
+use crate::offset_index::OffsetIndex;
+use crate::scan::HeaderScanner;
+use crate::segment::{self, IndexingState, Segment};
+use crate::storage::{Storage, StorageFile};
+use crate::time_index::TimeIndex;
+use crate::{LogConfig, TimestampOffset};
+
+/// Recovery reads segments in blocks this large.
+const RECOVERY_READ_BYTES: usize = 1 << 20;
+
+pub(crate) struct Loaded {
+    pub segments: Vec<Arc<Segment>>,
+    pub log_start_offset: i64,
+    pub recovery_point: i64,
+    pub epochs: LeaderEpochCache,
+    pub active_state: IndexingState,
+}
+
+fn parse_segment_name(name: &str, extension: &str) -> Option<i64> {
+    let stem = name.strip_suffix(extension)?.strip_suffix('.')?;
+    (stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit())).then(|| stem.parse().ok())?
+}
+
+/// A checkpoint that cannot be read is treated as absent: recovery then
+/// does more work, never less.
+fn or_absent<T>(result: io::Result<Option<T>>, what: &str) -> Option<T> {
+    result.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "ignoring unreadable {what}");
+        None
+    })
+}
+
+pub(crate) fn load(storage: &dyn Storage, dir: &Path, config: &LogConfig, now_ms: i64) -> io::Result<Loaded> {
+    storage.create_dir_all(dir)?;
+    let clean_shutdown = storage.exists(&dir.join(CLEAN_SHUTDOWN_FILE));
+    let names = storage.list_dir(dir)?;
+    let mut bases: Vec<i64> = names.iter().filter_map(|n| parse_segment_name(n, "log")).collect();
+    bases.sort_unstable();
+    for name in &names {
+        let orphan_index = ["index", "timeindex"]
+            .iter()
+            .filter_map(|ext| parse_segment_name(name, ext))
+            .any(|base| bases.binary_search(&base).is_err());
+        if orphan_index || name.ends_with(".tmp") || name.ends_with(".deleted") {
+            storage.remove_file(&dir.join(name))?;
+        }
+    }
+
+    let checkpointed_log_start = or_absent(
+        checkpoint::read_offset(storage, dir, LOG_START_OFFSET_FILE),
+        "log start",
+    );
+    let recovery_point = if clean_shutdown {
+        i64::MAX
+    } else {
+        or_absent(
+            checkpoint::read_offset(storage, dir, RECOVERY_POINT_FILE),
+            "recovery point",
+        )
+        .unwrap_or(0)
+    };
+    let (mut epochs, epochs_trusted) = match LeaderEpochCache::read(storage, dir) {
+        Ok(Some(cache)) => (cache, true),
+        Ok(None) => (LeaderEpochCache::default(), bases.is_empty()),
+        Err(e) => {
+            tracing::warn!(error = %e, "rebuilding an unreadable leader epoch checkpoint from recovered batches");
+            (LeaderEpochCache::default(), false)
+        }
+    };
+    let latest_trusted_epoch = if epochs_trusted { epochs.latest_epoch() } else { None };
+
+    let mut segments: Vec<Arc<Segment>> = Vec::new();
+    let mut recovered: Vec<Arc<Segment>> = Vec::new();
+    // The writer's indexing state for the last segment, when recovery built it.
+    let mut active_state: Option<IndexingState> = None;
+    let mut last_epoch = -1;
+    for (i, &base) in bases.iter().enumerate() {
+        let next_base = bases.get(i + 1).copied();
+        let log = storage.open(&segment::segment_path(dir, base, "log"), false)?;
+        let index_file = storage.open(&segment::segment_path(dir, base, "index"), true)?;
+        let time_index_file = storage.open(&segment::segment_path(dir, base, "timeindex"), true)?;
+        let flushed = next_base.is_some_and(|next| next <= recovery_point) || clean_shutdown;
+        let trusted = if flushed {
+            load_flushed(base, &log, &index_file, &time_index_file, config.segment_index_bytes)?
+        } else {
+            None
+        };
+        let (segment, truncated) = match trusted {
+            Some(segment) => {
+                active_state = None;
+                (segment, false)
+            }
+            None => {
+                let recovery = SegmentRecovery {
+                    base,
+                    config,
+                    now_ms,
+                    latest_trusted_epoch,
+                };
+                let (segment, state, truncated) =
+                    recovery.run(log, index_file, time_index_file, &mut epochs, &mut last_epoch)?;
+                active_state = Some(state);
+                (segment, truncated)
+            }
+        };
+        let segment = Arc::new(segment);
+        if !flushed || truncated {
+            recovered.push(segment.clone());
+        }
+        // A segment that does not continue its predecessor (e.g. a truncated
+        // predecessor) cannot be part of the log.
+        let continues = segments.last().is_none_or(|prev| prev.next_offset() == base);
+        if !continues {
+            tracing::warn!(base_offset = base, "deleting a segment that does not continue the log");
+            segment::delete_segment_files(storage, dir, base)?;
+            for &later in &bases[i + 1..] {
+                segment::delete_segment_files(storage, dir, later)?;
+            }
+            break;
+        }
+        segments.push(segment);
+        if truncated {
+            tracing::warn!(
+                base_offset = base,
+                "truncated a torn or corrupt tail; deleting later segments"
+            );
+            for &later in &bases[i + 1..] {
+                segment::delete_segment_files(storage, dir, later)?;
+            }
+            break;
+        }
+    }
+
+    let mut log_start_offset = checkpointed_log_start.unwrap_or(0);
+    let log_end_offset = segments.last().map(|s| s.next_offset());
+    if log_end_offset.is_none_or(|end| log_start_offset > end) {
+        // Nothing, or less than the log start offset, survived: start afresh
+        // there so offsets never go backwards (Kafka's truncateFullyAndStartAt).
+        for s in segments.drain(..) {
+            s.delete_files(storage, dir)?;
+        }
+        segments.push(Arc::new(Segment::create(
+            storage,
+            dir,
+            log_start_offset,
+            config.segment_index_bytes,
+        )?));
+        active_state = Some(IndexingState::new(now_ms));
+        recovered.clear();
+    }
+    log_start_offset = log_start_offset.max(segments[0].base_offset);
+    while segments.len() > 1 && segments[1].base_offset <= log_start_offset {
+        segments.remove(0).delete_files(storage, dir)?;
+    }
+    let active = segments.last().expect("the log always has an active segment");
+    let log_end_offset = active.next_offset();
+    let active_state = match active_state {
+        Some(state) => state,
+        None => IndexingState {
+            rolling_based_timestamp: first_batch_timestamp(active)?,
+            ..IndexingState::new(now_ms)
+        },
+    };
+
+    let epochs_changed = epochs.truncate_from_end(log_end_offset);
+    if epochs_changed || !epochs_trusted || !storage.exists(&dir.join(checkpoint::LEADER_EPOCH_FILE)) {
+        epochs.write(storage, dir)?;
+    }
+    if !clean_shutdown {
+        // Make the recovered state (truncations, rebuilt indexes) durable so
+        // the next crash does not redo this work.
+        for segment in &recovered {
+            segment.log.sync()?;
+            segment.flush_indexes()?;
+        }
+        checkpoint::write_offset(storage, dir, RECOVERY_POINT_FILE, log_end_offset)?;
+    }
+    if clean_shutdown {
+        storage.remove_file(&dir.join(CLEAN_SHUTDOWN_FILE))?;
+    }
+    storage.sync_dir(dir)?;
+    Ok(Loaded {
+        segments,
+        log_start_offset,
+        recovery_point: log_end_offset,
+        epochs,
+        active_state,
+    })
+}
+
+/// The first batch's max timestamp, from which `segment.ms` counts.
+fn first_batch_timestamp(segment: &Segment) -> io::Result<Option<i64>> {
+    let mut scanner = HeaderScanner::new(segment.log.as_ref(), 0, segment.size());
+    Ok(scanner
+        .next_batch()?
+        .map(|b| b.header.max_timestamp)
+        .filter(|t| *t >= 0))
+}
+
+/// Loads a segment below the recovery point, trusting its data. Its indexes
+/// must pass the sanity checks, and the batches after the last index entry
+/// (scanned to find the segment's end) must be well-formed; `None` sends the
+/// segment to recovery instead.
+fn load_flushed(
+    base: i64,
+    log: &Arc<dyn StorageFile>,
+    index_file: &Arc<dyn StorageFile>,
+    time_index_file: &Arc<dyn StorageFile>,
+    index_bytes: u64,
+) -> io::Result<Option<Segment>> {
+    let size = log.len();
+    let Some(offset_index) = OffsetIndex::load(index_file.clone(), base, index_bytes, size)? else {
+        return Ok(None);
+    };
+    let (indexed_offset, position) = offset_index.last_entry().unwrap_or((base, 0));
+    let mut scanner = HeaderScanner::new(log.as_ref(), position, size);
+    let mut next_offset = base;
+    let mut tail_max: Option<TimestampOffset> = None;
+    loop {
+        let batch = match scanner.next_batch() {
+            Ok(Some(batch)) => batch,
+            Ok(None) => break,
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let h = batch.header;
+        let expected = if batch.position == position && position > 0 {
+            h.base_offset
+        } else {
+            next_offset
+        };
+        if h.base_offset != expected
+            || (batch.position == position && position > 0 && h.last_offset() != indexed_offset)
+        {
+            return Ok(None);
+        }
+        if h.max_timestamp > tail_max.map_or(NO_TIMESTAMP, |m| m.timestamp) {
+            tail_max = Some(TimestampOffset {
+                timestamp: h.max_timestamp,
+                offset: h.base_offset,
+            });
+        }
+        next_offset = h.next_offset();
+    }
+    let Some(time_index) = TimeIndex::load(time_index_file.clone(), base, index_bytes, next_offset)? else {
+        return Ok(None);
+    };
+    let indexed_max = time_index
+        .last_entry()
+        .map(|(timestamp, offset)| TimestampOffset { timestamp, offset });
+    let max = match (indexed_max, tail_max) {
+        (Some(i), Some(t)) if t.timestamp > i.timestamp => Some(t),
+        (Some(i), _) => Some(i),
+        (None, t) => t,
+    };
+    Ok(Some(Segment::new(
+        base,
+        log.clone(),
+        offset_index,
+        time_index,
+        next_offset,
+        max,
+    )))
+}
+
+struct SegmentRecovery<'a> {
+    base: i64,
+    config: &'a LogConfig,
+    now_ms: i64,
+    /// Batches may not carry an epoch above the checkpoint's latest: the
+    /// checkpoint is made durable before any batch of a new epoch is.
+    latest_trusted_epoch: Option<i32>,
+}
+
+/// Sequential block reads over a segment file.
+struct BlockReader<'a> {
+    file: &'a dyn StorageFile,
+    size: u64,
+    buf: Vec<u8>,
+    start: u64,
+}
+
+impl BlockReader<'_> {
+    /// The bytes [position, position + len), or `None` past the end of file.
+    fn bytes(&mut self, position: u64, len: usize) -> io::Result<Option<&[u8]>> {
+        if position + len as u64 > self.size {
+            return Ok(None);
+        }
+        let cached = position >= self.start && position + len as u64 <= self.start + self.buf.len() as u64;
+        if !cached {
+            let read = (len.max(RECOVERY_READ_BYTES) as u64).min(self.size - position) as usize;
+            self.buf.resize(read, 0);
+            self.file.read_exact_at(&mut self.buf, position)?;
+            self.start = position;
+        }
+        let at = (position - self.start) as usize;
+        Ok(Some(&self.buf[at..at + len]))
+    }
+}
+
+impl SegmentRecovery<'_> {
+    /// Scans and validates every batch, rebuilding indexes; truncates the
+    /// log file at the first invalid one. Returns the segment, the writer's
+    /// indexing state for it, and whether it was truncated.
+    fn run(
+        &self,
+        log: Arc<dyn StorageFile>,
+        index_file: Arc<dyn StorageFile>,
+        time_index_file: Arc<dyn StorageFile>,
+        epochs: &mut LeaderEpochCache,
+        last_epoch: &mut i32,
+    ) -> io::Result<(Segment, IndexingState, bool)> {
+        let index_bytes = self.config.segment_index_bytes;
+        let offset_index = OffsetIndex::create(index_file, self.base, index_bytes)?;
+        let time_index = TimeIndex::create(time_index_file, self.base, index_bytes)?;
+        let size = log.len();
+        let segment = Segment::new(self.base, log.clone(), offset_index, time_index, self.base, None);
+        let mut state = IndexingState::new(self.now_ms);
+        let mut max = TimestampOffset {
+            timestamp: NO_TIMESTAMP,
+            offset: -1,
+        };
+        let mut reader = BlockReader {
+            file: log.as_ref(),
+            size,
+            buf: Vec::new(),
+            start: 0,
+        };
+        let mut position = 0u64;
+        let mut next_offset = self.base;
+        while position < size {
+            let Some(header_bytes) = reader.bytes(position, HEADER_SIZE)? else {
+                break;
+            };
+            let h = BatchHeader::parse(header_bytes);
+            if let Some(why) = h.framing_error((size - position) as usize) {
+                tracing::warn!(base_offset = self.base, position, "recovery stops: {why}");
+                break;
+            }
+            let batch_bytes = reader
+                .bytes(position, h.size() as usize)?
+                .expect("framing checked the size");
+            if let Some(why) = self.invalid_batch(batch_bytes, &h, next_offset, *last_epoch) {
+                tracing::warn!(base_offset = self.base, position, "recovery stops: {why}");
+                break;
+            }
+            *last_epoch = h.partition_leader_epoch;
+            epochs.assign(h.partition_leader_epoch, h.base_offset);
+            let interval = self.config.index_interval_bytes;
+            let batch_size = h.size() as u64;
+            segment.index_batch(
+                position,
+                h.base_offset,
+                h.last_offset(),
+                h.max_timestamp,
+                batch_size,
+                &mut max,
+                &mut state,
+                interval,
+            );
+            position += batch_size;
+            next_offset = h.next_offset();
+        }
+        let truncated = position < size;
+        if truncated {
+            log.set_len(position)?;
+        }
+        segment.publish(position, next_offset, max);
+        Ok((segment, state, truncated))
+    }
+
+    /// Why a framed batch cannot be part of the log, or `None`. The CRC does
+    /// not cover the base offset or the leader epoch, so those are checked
+    /// against the log itself: offsets dense, epochs never decreasing and
+    /// never above the checkpointed latest.
+    fn invalid_batch(&self, bytes: &[u8], h: &BatchHeader, next_offset: i64, last_epoch: i32) -> Option<String> {
+        let computed = batch::compute_crc(bytes);
+        if computed != h.crc {
+            return Some(format!(
+                "CRC mismatch: stored {:#010x}, computed {computed:#010x}",
+                h.crc
+            ));
+        }
+        if h.base_offset != next_offset {
+            return Some(format!(
+                "base offset {} where {next_offset} was expected",
+                h.base_offset
+            ));
+        }
+        if h.records_count <= 0 || h.last_offset_delta as i64 + 1 != h.records_count as i64 {
+            return Some(format!(
+                "last offset delta {} with {} records",
+                h.last_offset_delta, h.records_count
+            ));
+        }
+        let epoch = h.partition_leader_epoch;
+        if epoch < last_epoch || self.latest_trusted_epoch.is_some_and(|latest| epoch > latest) {
+            return Some(format!("leader epoch {epoch} out of order (previous {last_epoch})"));
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_names_are_twenty_digits() {
+        assert_eq!(parse_segment_name("00000000000000000042.log", "log"), Some(42));
+        assert_eq!(parse_segment_name("00000000000000000042.index", "log"), None);
+        assert_eq!(parse_segment_name("42.log", "log"), None);
+        assert_eq!(parse_segment_name("0000000000000000004x.log", "log"), None);
+    }
+}

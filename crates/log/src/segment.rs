@@ -1,0 +1,359 @@
+//! One log segment: `<base offset>.log` with its `.index` and `.timeindex`
+//! (Kafka's `LogSegment`). Thread-safety: one writer (the log's append lock)
+//! appends; readers use positional reads bounded by `size`, which the
+//! writer publishes only after the bytes are written and indexed.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::batch::NO_TIMESTAMP;
+use crate::offset_index::OffsetIndex;
+use crate::scan::{HeaderScanner, Located};
+use crate::storage::{Storage, StorageFile};
+use crate::time_index::TimeIndex;
+use crate::validate::ValidatedBatch;
+use crate::{FileSlice, TimestampOffset};
+
+pub(crate) fn file_name(base_offset: i64, extension: &str) -> String {
+    format!("{base_offset:020}.{extension}")
+}
+
+pub(crate) fn segment_path(dir: &Path, base_offset: i64, extension: &str) -> PathBuf {
+    dir.join(file_name(base_offset, extension))
+}
+
+/// What the writer tracks about the active segment to decide on index
+/// entries and rolls (Kafka keeps these in `LogSegment`; here only the
+/// append path touches them, under the append lock).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IndexingState {
+    pub bytes_since_last_index_entry: u64,
+    /// The first batch's max timestamp: `segment.ms` counts from it, as in
+    /// Kafka, or from `created_ms` when the segment has no timestamp yet.
+    pub rolling_based_timestamp: Option<i64>,
+    pub created_ms: i64,
+}
+
+impl IndexingState {
+    pub fn new(created_ms: i64) -> IndexingState {
+        IndexingState {
+            bytes_since_last_index_entry: 0,
+            rolling_based_timestamp: None,
+            created_ms,
+        }
+    }
+}
+
+pub(crate) struct Segment {
+    pub base_offset: i64,
+    pub log: Arc<dyn StorageFile>,
+    pub offset_index: OffsetIndex,
+    pub time_index: TimeIndex,
+    size: AtomicU64,
+    next_offset: AtomicI64,
+    /// Kafka's `maxTimestampAndOffsetSoFar`: the largest batch max timestamp
+    /// and the base offset of the first batch holding it.
+    max_timestamp: Mutex<TimestampOffset>,
+}
+
+/// The outcome of reading one segment.
+pub(crate) enum SegmentRead {
+    Slice(FileSlice),
+    /// No batch here reaches the start offset: try the next segment.
+    Beyond,
+    /// The first batch to return reaches `max_offset`: nothing to return.
+    Stop,
+}
+
+const NO_MAX_TIMESTAMP: TimestampOffset = TimestampOffset {
+    timestamp: NO_TIMESTAMP,
+    offset: -1,
+};
+
+impl Segment {
+    pub fn new(
+        base_offset: i64,
+        log: Arc<dyn StorageFile>,
+        offset_index: OffsetIndex,
+        time_index: TimeIndex,
+        next_offset: i64,
+        max_timestamp: Option<TimestampOffset>,
+    ) -> Segment {
+        Segment {
+            base_offset,
+            size: AtomicU64::new(log.len()),
+            log,
+            offset_index,
+            time_index,
+            next_offset: AtomicI64::new(next_offset),
+            max_timestamp: Mutex::new(max_timestamp.unwrap_or(NO_MAX_TIMESTAMP)),
+        }
+    }
+
+    /// Creates an empty segment, truncating any files left at its name.
+    pub fn create(storage: &dyn Storage, dir: &Path, base_offset: i64, index_bytes: u64) -> io::Result<Segment> {
+        let log = storage.open(&segment_path(dir, base_offset, "log"), true)?;
+        log.set_len(0)?;
+        let offset_index = OffsetIndex::create(
+            storage.open(&segment_path(dir, base_offset, "index"), true)?,
+            base_offset,
+            index_bytes,
+        )?;
+        let time_index = TimeIndex::create(
+            storage.open(&segment_path(dir, base_offset, "timeindex"), true)?,
+            base_offset,
+            index_bytes,
+        )?;
+        Ok(Segment::new(
+            base_offset,
+            log,
+            offset_index,
+            time_index,
+            base_offset,
+            None,
+        ))
+    }
+
+    /// Bytes of whole, indexed batches: readers never look past this.
+    pub fn size(&self) -> u64 {
+        self.size.load(Ordering::Acquire)
+    }
+
+    /// The offset after this segment's last batch.
+    pub fn next_offset(&self) -> i64 {
+        self.next_offset.load(Ordering::Acquire)
+    }
+
+    /// The largest batch max timestamp and its batch's base offset, if any
+    /// batch carries a timestamp.
+    pub fn max_timestamp(&self) -> Option<TimestampOffset> {
+        let max = *self.max_timestamp.lock().unwrap_or_else(|e| e.into_inner());
+        (max.offset >= 0).then_some(max)
+    }
+
+    /// Appends validated batches whose offsets start at `first_offset` (all
+    /// in one write) and indexes them.
+    pub fn append(
+        &self,
+        bytes: &[u8],
+        batches: &[ValidatedBatch],
+        first_offset: i64,
+        state: &mut IndexingState,
+        index_interval_bytes: u64,
+    ) -> io::Result<()> {
+        let position = self.log.append(bytes)?;
+        debug_assert_eq!(position, self.size());
+        let mut max = self.max_timestamp.lock().unwrap_or_else(|e| e.into_inner()).to_owned();
+        let mut offset = first_offset;
+        for b in batches {
+            let last_offset = offset + b.records_count as i64 - 1;
+            let at = position + b.start as u64;
+            self.index_batch(
+                at,
+                offset,
+                last_offset,
+                b.max_timestamp,
+                b.size as u64,
+                &mut max,
+                state,
+                index_interval_bytes,
+            );
+            offset = last_offset + 1;
+        }
+        self.publish(position + bytes.len() as u64, offset, max);
+        Ok(())
+    }
+
+    /// Makes batches up to `size` visible to readers.
+    pub fn publish(&self, size: u64, next_offset: i64, max: TimestampOffset) {
+        self.size.store(size, Ordering::Release);
+        self.next_offset.store(next_offset, Ordering::Release);
+        *self.max_timestamp.lock().unwrap_or_else(|e| e.into_inner()) = max;
+    }
+
+    /// Kafka's per-batch indexing in `LogSegment.append`: an index entry for
+    /// the batch's last offset at its position once more than
+    /// `index.interval.bytes` were appended since the previous entry.
+    #[allow(clippy::too_many_arguments)]
+    pub fn index_batch(
+        &self,
+        position: u64,
+        base_offset: i64,
+        last_offset: i64,
+        max_timestamp: i64,
+        size: u64,
+        max: &mut TimestampOffset,
+        state: &mut IndexingState,
+        index_interval_bytes: u64,
+    ) {
+        if max_timestamp > max.timestamp {
+            *max = TimestampOffset {
+                timestamp: max_timestamp,
+                offset: base_offset,
+            };
+        }
+        if state.bytes_since_last_index_entry > index_interval_bytes {
+            self.offset_index.append(last_offset, position);
+            self.time_index.maybe_append(max.timestamp, max.offset);
+            state.bytes_since_last_index_entry = 0;
+        }
+        state.bytes_since_last_index_entry += size;
+        if state.rolling_based_timestamp.is_none() && max_timestamp >= 0 {
+            state.rolling_based_timestamp = Some(max_timestamp);
+        }
+    }
+
+    /// Kafka's `onBecomeInactiveSegment`: the time index gets a final entry
+    /// for the segment's max timestamp, so that reloading it finds that
+    /// maximum without scanning.
+    pub fn on_become_inactive(&self) {
+        if let Some(max) = self.max_timestamp() {
+            self.time_index.maybe_append(max.timestamp, max.offset);
+        }
+    }
+
+    pub fn flush_indexes(&self) -> io::Result<()> {
+        self.offset_index.flush()?;
+        self.time_index.flush()
+    }
+
+    /// Whole batches from the one holding `start_offset`, up to `max_bytes`
+    /// (the first batch always whole), before any batch reaching `max_offset`.
+    pub fn read(&self, start_offset: i64, max_bytes: usize, max_offset: i64) -> io::Result<SegmentRead> {
+        match self.read_from(start_offset, max_bytes, max_offset, true) {
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                tracing::warn!(base_offset = self.base_offset, error = %e, "offset index looks damaged; scanning");
+                self.read_from(start_offset, max_bytes, max_offset, false)
+            }
+            other => other,
+        }
+    }
+
+    fn read_from(
+        &self,
+        start_offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+        use_index: bool,
+    ) -> io::Result<SegmentRead> {
+        let limit = self.size();
+        let lookup = |offset: i64| {
+            if use_index {
+                self.offset_index.lookup(offset).1
+            } else {
+                0
+            }
+        };
+        let Some(first) = self.find_batch(lookup(start_offset), limit, start_offset)? else {
+            return Ok(SegmentRead::Beyond);
+        };
+        if first.header.last_offset() >= max_offset {
+            return Ok(SegmentRead::Stop);
+        }
+        let high_watermark_end = if max_offset >= self.next_offset() {
+            limit
+        } else {
+            let from = lookup(max_offset).max(first.position);
+            self.find_batch(from, limit, max_offset)?.map_or(limit, |b| b.position)
+        };
+        let byte_target = first.position.saturating_add(max_bytes as u64);
+        let end = if byte_target >= high_watermark_end {
+            high_watermark_end
+        } else {
+            let from = if use_index {
+                self.offset_index.floor_position(byte_target)
+            } else {
+                0
+            };
+            let mut end = from.max(first.end());
+            let mut scanner = HeaderScanner::new(self.log.as_ref(), end, high_watermark_end);
+            while let Some(batch) = scanner.next_batch()? {
+                if batch.end() > byte_target {
+                    break;
+                }
+                end = batch.end();
+            }
+            end
+        };
+        let slice = FileSlice {
+            file: self.log.clone(),
+            position: first.position,
+            len: (end - first.position) as usize,
+        };
+        Ok(SegmentRead::Slice(slice))
+    }
+
+    /// The first batch from `position` whose last offset is >= `offset`. A
+    /// batch starting past `offset` when the scan began at an index
+    /// position means the index is wrong: reported as `InvalidData`.
+    fn find_batch(&self, position: u64, limit: u64, offset: i64) -> io::Result<Option<Located>> {
+        let mut scanner = HeaderScanner::new(self.log.as_ref(), position, limit);
+        while let Some(batch) = scanner.next_batch()? {
+            if batch.header.last_offset() >= offset {
+                if position > 0 && batch.header.base_offset > offset {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "index points past the offset",
+                    ));
+                }
+                return Ok(Some(batch));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The first batch at or above `log_start_offset` whose max timestamp
+    /// reaches `target`, as (its max timestamp, its base offset clamped to
+    /// the log start offset).
+    pub fn find_timestamp(&self, target: i64, log_start_offset: i64) -> io::Result<Option<TimestampOffset>> {
+        let from = self
+            .time_index
+            .lookup_below(target)
+            .map_or(self.base_offset, |(_, offset)| offset);
+        let position = self.offset_index.lookup(from).1;
+        match self.scan_for_timestamp(position, target, log_start_offset) {
+            Err(e) if e.kind() == io::ErrorKind::InvalidData && position > 0 => {
+                tracing::warn!(base_offset = self.base_offset, error = %e, "time index looks damaged; scanning");
+                self.scan_for_timestamp(0, target, log_start_offset)
+            }
+            other => other,
+        }
+    }
+
+    fn scan_for_timestamp(
+        &self,
+        position: u64,
+        target: i64,
+        log_start_offset: i64,
+    ) -> io::Result<Option<TimestampOffset>> {
+        let mut scanner = HeaderScanner::new(self.log.as_ref(), position, self.size());
+        while let Some(batch) = scanner.next_batch()? {
+            let h = batch.header;
+            if h.max_timestamp >= target && h.last_offset() >= log_start_offset {
+                return Ok(Some(TimestampOffset {
+                    timestamp: h.max_timestamp,
+                    offset: h.base_offset.max(log_start_offset),
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Removes the segment's files. Readers holding slices keep reading the
+    /// unlinked files until they drop them.
+    pub fn delete_files(&self, storage: &dyn Storage, dir: &Path) -> io::Result<()> {
+        delete_segment_files(storage, dir, self.base_offset)
+    }
+}
+
+pub(crate) fn delete_segment_files(storage: &dyn Storage, dir: &Path, base_offset: i64) -> io::Result<()> {
+    for extension in ["log", "index", "timeindex"] {
+        let path = segment_path(dir, base_offset, extension);
+        if storage.exists(&path) {
+            storage.remove_file(&path)?;
+        }
+    }
+    Ok(())
+}

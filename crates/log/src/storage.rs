@@ -1,0 +1,238 @@
+//! The storage layer the log is written through: a small file-and-directory
+//! trait with a disk implementation ([`DiskStorage`]) and an in-memory one
+//! that can simulate a power cut ([`crate::SimStorage`]).
+//!
+//! Files are append-only from the log's point of view: it writes at the end,
+//! reads anywhere with positional reads (so readers never share a cursor
+//! with the writer), and truncates only during recovery.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+/// One open file. Thread-safe: positional reads may run concurrently with
+/// an append; appends are serialized by the caller (the log's append lock).
+pub trait StorageFile: Send + Sync {
+    /// Reads up to `buf.len()` bytes at `position`; fewer only at end of file.
+    fn read_at(&self, buf: &mut [u8], position: u64) -> io::Result<usize>;
+    /// Writes `data` at the end of the file; returns the position it starts at.
+    fn append(&self, data: &[u8]) -> io::Result<u64>;
+    /// Makes every byte written so far durable (fdatasync).
+    fn sync(&self) -> io::Result<()>;
+    /// Truncates (or extends with zeros) to `len` bytes.
+    fn set_len(&self, len: u64) -> io::Result<()>;
+    /// The current length in bytes.
+    fn len(&self) -> u64;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Fills `buf` from `position`, failing with UnexpectedEof past the end.
+    fn read_exact_at(&self, mut buf: &mut [u8], mut position: u64) -> io::Result<()> {
+        while !buf.is_empty() {
+            match self.read_at(buf, position) {
+                Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "read past end of file")),
+                Ok(n) => {
+                    buf = &mut buf[n..];
+                    position += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A file system namespace: the directory operations the log needs.
+pub trait Storage: Send + Sync {
+    /// Opens a file for reading and appending, creating it when `create`.
+    fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn StorageFile>>;
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// The names (not paths) of the entries in `dir`.
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>>;
+    fn exists(&self, path: &Path) -> bool;
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    fn remove_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// Atomically replaces `to` with `from`.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Makes creations, renames and removals in `dir` durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+}
+
+/// The real file system.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DiskStorage;
+
+struct DiskFile {
+    file: File,
+    /// The end of the file, where the next append goes. A mutex rather than
+    /// an atomic so that a failed append can roll the length back before the
+    /// next one starts.
+    len: Mutex<u64>,
+}
+
+impl StorageFile for DiskFile {
+    fn read_at(&self, buf: &mut [u8], position: u64) -> io::Result<usize> {
+        self.file.read_at(buf, position)
+    }
+
+    fn append(&self, data: &[u8]) -> io::Result<u64> {
+        let mut len = self.len.lock().unwrap_or_else(|e| e.into_inner());
+        let position = *len;
+        if let Err(e) = self.file.write_all_at(data, position) {
+            // Leave no partial batch behind for the next append to follow.
+            let _ = self.file.set_len(position);
+            return Err(e);
+        }
+        *len = position + data.len() as u64;
+        Ok(position)
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    fn set_len(&self, new_len: u64) -> io::Result<()> {
+        let mut len = self.len.lock().unwrap_or_else(|e| e.into_inner());
+        self.file.set_len(new_len)?;
+        *len = new_len;
+        Ok(())
+    }
+
+    fn len(&self) -> u64 {
+        *self.len.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Storage for DiskStorage {
+    fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn StorageFile>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .truncate(false)
+            .open(path)?;
+        let len = file.metadata()?.len();
+        Ok(Arc::new(DiskFile {
+            file,
+            len: Mutex::new(len),
+        }))
+    }
+
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(dir)
+    }
+
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            if let Some(name) = entry?.file_name().to_str() {
+                names.push(name.to_string());
+            }
+        }
+        Ok(names)
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+
+    fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
+        std::fs::remove_dir_all(dir)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+}
+
+/// Writes `contents` to `path` so that a crash leaves either the old or the
+/// new file: write a temporary file, fsync it, rename it over, fsync the dir.
+pub(crate) fn write_atomically(storage: &dyn Storage, path: &Path, contents: &[u8]) -> io::Result<()> {
+    let tmp = temporary_path(path);
+    if storage.exists(&tmp) {
+        storage.remove_file(&tmp)?;
+    }
+    let file = storage.open(&tmp, true)?;
+    file.append(contents)?;
+    file.sync()?;
+    drop(file);
+    storage.rename(&tmp, path)?;
+    match path.parent() {
+        Some(dir) => storage.sync_dir(dir),
+        None => Ok(()),
+    }
+}
+
+fn temporary_path(path: &Path) -> std::path::PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+/// Replaces `path` with `contents` through a temporary file and a rename,
+/// without fsyncs: the caller makes it durable later (fsync the file, then
+/// its directory) when it needs to.
+pub(crate) fn replace_file(storage: &dyn Storage, path: &Path, contents: &[u8]) -> io::Result<()> {
+    let tmp = temporary_path(path);
+    if storage.exists(&tmp) {
+        storage.remove_file(&tmp)?;
+    }
+    storage.open(&tmp, true)?.append(contents)?;
+    storage.rename(&tmp, path)
+}
+
+/// Reads a whole (small) file.
+pub(crate) fn read_all(file: &dyn StorageFile) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; file.len() as usize];
+    file.read_exact_at(&mut buf, 0)?;
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_file_appends_reads_and_truncates() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = DiskStorage;
+        let path = dir.path().join("f");
+        let file = storage.open(&path, true).unwrap();
+        assert_eq!(file.append(b"hello").unwrap(), 0);
+        assert_eq!(file.append(b" world").unwrap(), 5);
+        file.sync().unwrap();
+        let mut buf = [0u8; 5];
+        file.read_exact_at(&mut buf, 6).unwrap();
+        assert_eq!(&buf, b"world");
+        file.set_len(5).unwrap();
+        assert_eq!(file.len(), 5);
+        assert!(file.read_exact_at(&mut buf, 3).is_err());
+        drop(file);
+        let reopened = storage.open(&path, false).unwrap();
+        assert_eq!(read_all(reopened.as_ref()).unwrap(), b"hello");
+        assert_eq!(storage.list_dir(dir.path()).unwrap(), vec!["f".to_string()]);
+    }
+
+    #[test]
+    fn atomic_write_replaces_contents() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoint");
+        write_atomically(&DiskStorage, &path, b"one").unwrap();
+        write_atomically(&DiskStorage, &path, b"two!").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"two!");
+        assert!(!dir.path().join("checkpoint.tmp").exists());
+    }
+}

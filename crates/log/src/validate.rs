@@ -1,0 +1,220 @@
+//! Validation of produced record batches and offset assignment, following
+//! Kafka's `UnifiedLog.analyzeAndValidateRecords` and `LogValidator`, done on
+//! the batch headers and, for uncompressed batches, a walk over the record
+//! framing that decodes nothing and allocates nothing.
+
+use crate::batch::{self, BatchHeader, COMPRESSION_CODEC_MASK, HEADER_SIZE, NO_TIMESTAMP, TIMESTAMP_TYPE_MASK};
+use crate::{LogConfig, LogError, Result, TimestampType};
+
+/// Compression codecs Kafka defines: none, gzip, snappy, lz4, zstd.
+const MAX_COMPRESSION_CODEC: i16 = 4;
+const BASE_SEQUENCE: usize = 53;
+const PRODUCER_ID: usize = 43;
+
+/// One batch of an append that passed validation, and what offset
+/// assignment will write into it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ValidatedBatch {
+    /// Where the batch starts in the append's buffer.
+    pub start: usize,
+    pub size: usize,
+    pub records_count: i32,
+    /// The attributes to store (the timestamp type bit follows the topic's
+    /// `message.timestamp.type`).
+    pub attributes: i16,
+    /// The max timestamp to store: the records' max for CreateTime, the log
+    /// append time for LogAppendTime.
+    pub max_timestamp: i64,
+    /// The offset delta of the first record holding `max_timestamp`, exact
+    /// for uncompressed batches; 0 for compressed ones, which we do not
+    /// decompress (a consumer seeking there still receives that record).
+    pub max_timestamp_offset_delta: i32,
+}
+
+/// Validates every batch in `buf` into `out` (cleared first). Nothing is
+/// modified, so a refusal leaves the caller's bytes and the log untouched.
+pub(crate) fn validate(buf: &[u8], config: &LogConfig, now_ms: i64, out: &mut Vec<ValidatedBatch>) -> Result<()> {
+    out.clear();
+    if buf.is_empty() {
+        return Err(LogError::InvalidRecord(
+            "an append must hold at least one record batch".into(),
+        ));
+    }
+    let mut start = 0;
+    while start < buf.len() {
+        let rest = &buf[start..];
+        if rest.len() < HEADER_SIZE {
+            return Err(LogError::CorruptMessage(format!(
+                "truncated batch: {} trailing bytes are fewer than a batch header ({HEADER_SIZE})",
+                rest.len()
+            )));
+        }
+        let header = BatchHeader::parse(rest);
+        if let Some(why) = header.framing_error(rest.len()) {
+            return Err(LogError::CorruptMessage(why));
+        }
+        let size = header.size() as usize;
+        let validated = validate_batch(&rest[..size], &header, config, now_ms)?;
+        out.push(ValidatedBatch { start, ..validated });
+        start += size;
+    }
+    Ok(())
+}
+
+fn validate_batch(bytes: &[u8], header: &BatchHeader, config: &LogConfig, now_ms: i64) -> Result<ValidatedBatch> {
+    if bytes.len() > config.max_message_bytes {
+        return Err(LogError::MessageTooLarge {
+            size: bytes.len(),
+            max: config.max_message_bytes,
+        });
+    }
+    let computed = batch::compute_crc(bytes);
+    if computed != header.crc {
+        return Err(LogError::CorruptMessage(format!(
+            "CRC mismatch: stored {:#010x}, computed {computed:#010x}",
+            header.crc
+        )));
+    }
+    if header.records_count <= 0 {
+        return Err(LogError::InvalidRecord(format!(
+            "invalid record count {}",
+            header.records_count
+        )));
+    }
+    if header.last_offset_delta < 0 || header.last_offset_delta as i64 + 1 != header.records_count as i64 {
+        return Err(LogError::InvalidRecord(format!(
+            "inconsistent last offset delta {} and record count {}",
+            header.last_offset_delta, header.records_count
+        )));
+    }
+    let producer_id = i64::from_be_bytes(bytes[PRODUCER_ID..PRODUCER_ID + 8].try_into().expect("8 bytes"));
+    let base_sequence = i32::from_be_bytes(bytes[BASE_SEQUENCE..BASE_SEQUENCE + 4].try_into().expect("4 bytes"));
+    if producer_id >= 0 && base_sequence < 0 {
+        return Err(LogError::InvalidRecord(format!(
+            "invalid base sequence {base_sequence} for producer id {producer_id}"
+        )));
+    }
+    let codec = header.compression_codec();
+    if codec > MAX_COMPRESSION_CODEC {
+        return Err(LogError::CorruptMessage(format!("unknown compression codec {codec}")));
+    }
+    let bounds = TimestampBounds::new(config, now_ms);
+    let (max_timestamp, max_timestamp_offset_delta) = if codec == 0 {
+        walk_records(&bytes[HEADER_SIZE..], header, &bounds)?
+    } else {
+        bounds.check(header.base_timestamp)?;
+        bounds.check(header.max_timestamp)?;
+        (header.max_timestamp, 0)
+    };
+    let (attributes, max_timestamp, max_timestamp_offset_delta) = match config.message_timestamp_type {
+        TimestampType::CreateTime => (
+            header.attributes & !TIMESTAMP_TYPE_MASK,
+            max_timestamp,
+            max_timestamp_offset_delta,
+        ),
+        TimestampType::LogAppendTime => (header.attributes | TIMESTAMP_TYPE_MASK, now_ms, 0),
+    };
+    debug_assert_eq!(attributes & COMPRESSION_CODEC_MASK, codec);
+    Ok(ValidatedBatch {
+        start: 0,
+        size: bytes.len(),
+        records_count: header.records_count,
+        attributes,
+        max_timestamp,
+        max_timestamp_offset_delta,
+    })
+}
+
+/// `message.timestamp.before.max.ms` / `after.max.ms` (KIP-937), enforced
+/// only for CreateTime and never on records without a timestamp.
+struct TimestampBounds {
+    enforced: bool,
+    earliest: i64,
+    latest: i64,
+    now_ms: i64,
+}
+
+impl TimestampBounds {
+    fn new(config: &LogConfig, now_ms: i64) -> TimestampBounds {
+        TimestampBounds {
+            enforced: config.message_timestamp_type == TimestampType::CreateTime,
+            earliest: now_ms.saturating_sub(config.message_timestamp_before_max_ms),
+            latest: now_ms.saturating_add(config.message_timestamp_after_max_ms),
+            now_ms,
+        }
+    }
+
+    fn check(&self, timestamp: i64) -> Result<()> {
+        if !self.enforced || timestamp == NO_TIMESTAMP || (self.earliest..=self.latest).contains(&timestamp) {
+            return Ok(());
+        }
+        Err(LogError::InvalidTimestamp(format!(
+            "timestamp {timestamp} is out of range [{}, {}] around the broker's time {}",
+            self.earliest, self.latest, self.now_ms
+        )))
+    }
+}
+
+/// Walks an uncompressed batch's records by their length prefixes, checking
+/// that exactly `records_count` records fill the batch with dense offset
+/// deltas, and checking each record's timestamp. Returns the records' max
+/// timestamp and the offset delta of the first record holding it.
+fn walk_records(records: &[u8], header: &BatchHeader, bounds: &TimestampBounds) -> Result<(i64, i32)> {
+    let invalid = |what: String| Err(LogError::InvalidRecord(what));
+    let mut pos = 0;
+    let mut max = (NO_TIMESTAMP, 0);
+    for index in 0..header.records_count {
+        if pos >= records.len() {
+            return invalid(format!(
+                "batch holds {index} records but its header claims {}",
+                header.records_count
+            ));
+        }
+        let length = match batch::read_varint(records, &mut pos) {
+            Some(length) if length > 0 && length as usize <= records.len() - pos => length as usize,
+            _ => return invalid(format!("record {index} has a malformed length")),
+        };
+        let record = &records[pos..pos + length];
+        // attributes: int8, timestampDelta: varlong, offsetDelta: varint, ...
+        let mut at = 1;
+        let (Some(timestamp_delta), Some(offset_delta)) = (
+            batch::read_varlong(record, &mut at),
+            batch::read_varint(record, &mut at),
+        ) else {
+            return invalid(format!("record {index} is truncated"));
+        };
+        if offset_delta != index {
+            return invalid(format!("record {index} has offset delta {offset_delta}"));
+        }
+        let timestamp = header.base_timestamp.wrapping_add(timestamp_delta);
+        bounds.check(timestamp)?;
+        if timestamp > max.0 {
+            max = (timestamp, offset_delta);
+        }
+        pos += length;
+    }
+    if pos != records.len() {
+        return invalid(format!(
+            "{} bytes follow the last of the {} records the header claims",
+            records.len() - pos,
+            header.records_count
+        ));
+    }
+    Ok(max)
+}
+
+/// Assigns offsets from `first_offset` (rewriting each batch's base offset),
+/// stamps the partition leader epoch (neither is covered by the CRC), and
+/// stores the timestamp fields, recomputing the CRC only if they changed.
+/// Returns the next offset after the last batch.
+pub(crate) fn assign_offsets(buf: &mut [u8], batches: &[ValidatedBatch], first_offset: i64, leader_epoch: i32) -> i64 {
+    let mut next_offset = first_offset;
+    for b in batches {
+        let bytes = &mut buf[b.start..b.start + b.size];
+        batch::set_base_offset(bytes, next_offset);
+        batch::set_partition_leader_epoch(bytes, leader_epoch);
+        batch::set_max_timestamp(bytes, b.attributes, b.max_timestamp);
+        next_offset += b.records_count as i64;
+    }
+    next_offset
+}
