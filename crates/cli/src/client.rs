@@ -88,7 +88,12 @@ impl ClientArgs {
     /// One readable line for a client-level error, naming the cluster when
     /// it could not be reached and the topic when the error is about it.
     pub fn kafka_error(&self, error: KafkaError, topic: Option<&str>) -> anyhow::Error {
-        match error.rdkafka_error_code() {
+        // Admin futures carry their code in AdminOp, which rdkafka_error_code() leaves out.
+        let code = match &error {
+            KafkaError::AdminOp(code) => Some(*code),
+            other => other.rdkafka_error_code(),
+        };
+        match code {
             Some(
                 RDKafkaErrorCode::OperationTimedOut
                 | RDKafkaErrorCode::AllBrokersDown

@@ -70,11 +70,16 @@ fn main() -> ExitCode {
 /// Logs to stderr so that stdout carries only command output (records,
 /// topic lists), which scripts pipe onwards. librdkafka's own chatter
 /// (reconnect attempts and the like) is off unless asked for with
-/// `RUST_LOG=librdkafka=debug`; its errors surface as our error line.
+/// `RUST_LOG=rdkafka=debug,librdkafka=debug`; its errors surface as our
+/// error line.
 fn init_tracing() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,librdkafka=off"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,librdkafka=off,rdkafka=off"));
+    // Colour only on a terminal: scripts grep the log lines.
+    let ansi = std::io::stderr().is_terminal();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .with_env_filter(filter)
         .init();
 }

@@ -29,11 +29,29 @@ enum TopicCommand {
     Delete(DeleteArgs),
 }
 
+/// A topic, given as an argument or with --topic as in Kafka's tools.
+#[derive(clap::Args, Debug)]
+#[group(required = true, multiple = false)]
+struct TopicName {
+    /// The topic.
+    #[arg(value_name = "TOPIC")]
+    name: Option<String>,
+
+    /// The topic (the same as TOPIC).
+    #[arg(long = "topic", value_name = "TOPIC")]
+    flag: Option<String>,
+}
+
+impl TopicName {
+    fn get(&self) -> &str {
+        self.name.as_deref().or(self.flag.as_deref()).unwrap_or_default()
+    }
+}
+
 #[derive(clap::Args, Debug)]
 struct CreateArgs {
-    /// The topic to create.
-    #[arg(long)]
-    topic: String,
+    #[command(flatten)]
+    topic: TopicName,
 
     /// Number of partitions (default: the broker's num.partitions).
     #[arg(long)]
@@ -68,8 +86,12 @@ struct ListArgs {
 #[derive(clap::Args, Debug)]
 struct DescribeArgs {
     /// The topic to describe (default: every topic).
-    #[arg(long)]
-    topic: Option<String>,
+    #[arg(value_name = "TOPIC")]
+    name: Option<String>,
+
+    /// The topic to describe (the same as TOPIC).
+    #[arg(long = "topic", value_name = "TOPIC", conflicts_with = "name")]
+    flag: Option<String>,
 
     #[command(flatten)]
     client: ClientArgs,
@@ -77,9 +99,8 @@ struct DescribeArgs {
 
 #[derive(clap::Args, Debug)]
 struct AlterArgs {
-    /// The topic to alter.
-    #[arg(long)]
-    topic: String,
+    #[command(flatten)]
+    topic: TopicName,
 
     /// The new total number of partitions (it can only grow).
     #[arg(long)]
@@ -91,9 +112,8 @@ struct AlterArgs {
 
 #[derive(clap::Args, Debug)]
 struct DeleteArgs {
-    /// The topic to delete.
-    #[arg(long)]
-    topic: String,
+    #[command(flatten)]
+    topic: TopicName,
 
     /// Succeed if the topic does not exist.
     #[arg(long)]
@@ -116,8 +136,9 @@ pub async fn run(args: TopicArgs) -> Result<()> {
 async fn create(args: CreateArgs) -> Result<()> {
     let admin = args.client.admin()?;
     // -1 asks the broker for its defaults (CreateTopics v4+, KIP-464), as kafka-topics does.
+    let topic = args.topic.get();
     let mut new_topic = NewTopic::new(
-        &args.topic,
+        topic,
         args.partitions.unwrap_or(-1),
         TopicReplication::Fixed(args.replication_factor.unwrap_or(-1)),
     );
@@ -126,8 +147,8 @@ async fn create(args: CreateArgs) -> Result<()> {
     }
     let results = admin.create_topics([&new_topic], &args.client.admin_options()).await;
     let tolerated = args.if_not_exists.then_some(RDKafkaErrorCode::TopicAlreadyExists);
-    check_topic_results(&args.client, &args.topic, results, tolerated)?;
-    println!("Created topic {}.", args.topic);
+    check_topic_results(&args.client, topic, results, tolerated)?;
+    println!("Created topic {topic}.");
     Ok(())
 }
 
@@ -149,11 +170,12 @@ fn list(args: ListArgs) -> Result<()> {
 
 async fn describe(args: DescribeArgs) -> Result<()> {
     let admin = args.client.admin()?;
-    let metadata = args.client.metadata(admin.inner(), args.topic.as_deref())?;
+    let wanted = args.name.as_deref().or(args.flag.as_deref());
+    let metadata = args.client.metadata(admin.inner(), wanted)?;
     let mut topics: Vec<&MetadataTopic> = metadata
         .topics()
         .iter()
-        .filter(|topic| args.topic.as_deref().is_none_or(|wanted| topic.name() == wanted))
+        .filter(|topic| wanted.is_none_or(|wanted| topic.name() == wanted))
         .collect();
     topics.sort_unstable_by_key(|topic| topic.name());
     for topic in topics {
@@ -192,21 +214,23 @@ async fn describe(args: DescribeArgs) -> Result<()> {
 
 async fn alter(args: AlterArgs) -> Result<()> {
     let admin = args.client.admin()?;
-    let new_partitions = NewPartitions::new(&args.topic, args.partitions);
+    let topic = args.topic.get();
+    let new_partitions = NewPartitions::new(topic, args.partitions);
     let results = admin
         .create_partitions([&new_partitions], &args.client.admin_options())
         .await;
-    check_topic_results(&args.client, &args.topic, results, None)?;
-    println!("Topic {} now has {} partitions.", args.topic, args.partitions);
+    check_topic_results(&args.client, topic, results, None)?;
+    println!("Topic {topic} now has {} partitions.", args.partitions);
     Ok(())
 }
 
 async fn delete(args: DeleteArgs) -> Result<()> {
     let admin = args.client.admin()?;
-    let results = admin.delete_topics(&[&args.topic], &args.client.admin_options()).await;
+    let topic = args.topic.get();
+    let results = admin.delete_topics(&[topic], &args.client.admin_options()).await;
     let tolerated = args.if_exists.then_some(RDKafkaErrorCode::UnknownTopicOrPartition);
-    check_topic_results(&args.client, &args.topic, results, tolerated)?;
-    println!("Deleted topic {}.", args.topic);
+    check_topic_results(&args.client, topic, results, tolerated)?;
+    println!("Deleted topic {topic}.");
     Ok(())
 }
 
