@@ -33,8 +33,9 @@ impl Log {
         self.check_writable()?;
         let config = self.config();
         validate::validate(batches, &config, now_ms, &mut writer.batches)?;
+        // A leader never appends in an older epoch than one already seen;
+        // -1 (no epoch) is only for logs that never saw one.
         if let Some(latest_epoch) = writer.epochs.latest_epoch()
-            && leader_epoch >= 0
             && leader_epoch < latest_epoch
         {
             return Err(LogError::FencedLeaderEpoch {

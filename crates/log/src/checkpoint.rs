@@ -124,6 +124,13 @@ impl LeaderEpochCache {
         true
     }
 
+    /// The epoch of the batch at `offset`: that of the last entry starting
+    /// at or before it, or -1 (no epoch) before the first entry.
+    pub fn epoch_for(&self, offset: i64) -> i32 {
+        let n = self.entries.partition_point(|e| e.start_offset <= offset);
+        n.checked_sub(1).map_or(-1, |i| self.entries[i].epoch)
+    }
+
     /// Drops entries starting at or after `end_offset` (the log was truncated
     /// there). Returns whether the cache changed.
     pub fn truncate_from_end(&mut self, end_offset: i64) -> bool {
@@ -228,6 +235,15 @@ mod tests {
         assert_eq!(
             LeaderEpochCache::read(storage.as_ref(), dir).unwrap(),
             Some(cache.clone())
+        );
+        assert_eq!(
+            (
+                cache.epoch_for(-5),
+                cache.epoch_for(0),
+                cache.epoch_for(19),
+                cache.epoch_for(20)
+            ),
+            (-1, 1, 1, 3)
         );
         assert!(cache.truncate_from_end(20));
         assert_eq!(cache.latest_epoch(), Some(1));

@@ -80,7 +80,8 @@ pub(crate) fn load(storage: &dyn Storage, dir: &Path, config: &LogConfig, now_ms
             (LeaderEpochCache::default(), false)
         }
     };
-    let latest_trusted_epoch = if epochs_trusted { epochs.latest_epoch() } else { None };
+    // A trusted cache says exactly which epoch each batch carries.
+    let trusted_epochs = epochs_trusted.then(|| epochs.clone());
 
     let mut segments: Vec<Arc<Segment>> = Vec::new();
     let mut recovered: Vec<Arc<Segment>> = Vec::new();
@@ -108,7 +109,7 @@ pub(crate) fn load(storage: &dyn Storage, dir: &Path, config: &LogConfig, now_ms
                     base,
                     config,
                     now_ms,
-                    latest_trusted_epoch,
+                    trusted_epochs: trusted_epochs.as_ref(),
                 };
                 let (segment, state, truncated) =
                     recovery.run(log, index_file, time_index_file, &mut epochs, &mut last_epoch)?;
@@ -280,9 +281,10 @@ struct SegmentRecovery<'a> {
     base: i64,
     config: &'a LogConfig,
     now_ms: i64,
-    /// Batches may not carry an epoch above the checkpoint's latest: the
-    /// checkpoint is made durable before any batch of a new epoch is.
-    latest_trusted_epoch: Option<i32>,
+    /// The leader epoch checkpoint as read, when readable: it names every
+    /// epoch before any batch carries it (and is fsynced before such a batch
+    /// is), so each recovered batch must carry exactly the epoch it gives.
+    trusted_epochs: Option<&'a LeaderEpochCache>,
 }
 
 /// Sequential block reads over a segment file.
@@ -384,8 +386,8 @@ impl SegmentRecovery<'_> {
 
     /// Why a framed batch cannot be part of the log, or `None`. The CRC does
     /// not cover the base offset or the leader epoch, so those are checked
-    /// against the log itself: offsets dense, epochs never decreasing and
-    /// never above the checkpointed latest.
+    /// against the log itself: offsets dense, and epochs as the checkpoint
+    /// says or, without one, never decreasing.
     fn invalid_batch(&self, bytes: &[u8], h: &BatchHeader, next_offset: i64, last_epoch: i32) -> Option<String> {
         let computed = batch::compute_crc(bytes);
         if computed != h.crc {
@@ -407,10 +409,14 @@ impl SegmentRecovery<'_> {
             ));
         }
         let epoch = h.partition_leader_epoch;
-        if epoch < last_epoch || self.latest_trusted_epoch.is_some_and(|latest| epoch > latest) {
-            return Some(format!("leader epoch {epoch} out of order (previous {last_epoch})"));
+        match self.trusted_epochs {
+            Some(epochs) if epochs.epoch_for(h.base_offset) != epoch => Some(format!(
+                "leader epoch {epoch} where the checkpoint says {}",
+                epochs.epoch_for(h.base_offset)
+            )),
+            None if epoch < last_epoch => Some(format!("leader epoch {epoch} after {last_epoch}")),
+            _ => None,
         }
-        None
     }
 }
 

@@ -287,10 +287,18 @@ impl Segment {
 
     /// The first batch from `position` whose last offset is >= `offset`. A
     /// batch starting past `offset` when the scan began at an index
-    /// position means the index is wrong: reported as `InvalidData`.
+    /// position means the index is wrong, and a batch outside the segment's
+    /// offsets means the position is not a batch boundary: both are
+    /// reported as `InvalidData`.
     fn find_batch(&self, position: u64, limit: u64, offset: i64) -> io::Result<Option<Located>> {
         let mut scanner = HeaderScanner::new(self.log.as_ref(), position, limit);
         while let Some(batch) = scanner.next_batch()? {
+            if batch.header.base_offset < self.base_offset || batch.header.last_offset() >= self.next_offset() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "index points inside a batch",
+                ));
+            }
             if batch.header.last_offset() >= offset {
                 if position > 0 && batch.header.base_offset > offset {
                     return Err(io::Error::new(
