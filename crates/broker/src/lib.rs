@@ -126,10 +126,10 @@ const SEMAPHORE_MAX: usize = tokio::sync::Semaphore::MAX_PERMITS;
 fn load_cluster_id(log_dir: &Path, node_id: i32) -> Result<String, BrokerError> {
     let path = log_dir.join("meta.properties");
     let storage = |e: std::io::Error| BrokerError::Storage(format!("{}: {e}", path.display()));
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        if let Some(id) = text.lines().find_map(|line| line.strip_prefix("cluster.id=")) {
-            return Ok(id.trim().to_string());
-        }
+    if let Ok(text) = std::fs::read_to_string(&path)
+        && let Some(id) = text.lines().find_map(|line| line.strip_prefix("cluster.id="))
+    {
+        return Ok(id.trim().to_string());
     }
     std::fs::create_dir_all(log_dir).map_err(storage)?;
     // Kafka's cluster ids are URL-safe base64 of a UUID, 22 characters.

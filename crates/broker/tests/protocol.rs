@@ -348,16 +348,25 @@ async fn incremental_fetch_sessions_send_only_changes() {
     assert_ne!(response.session_id, 0, "a new session");
     assert_eq!(values_of(response.responses[0].partitions[0].records.clone()), ["one"]);
 
-    // Nothing changed: an incremental fetch with no partitions answers none.
+    // The client moves its position; nothing new lies beyond it, so the
+    // incremental answer names no partition.
     let incremental = FetchRequest::default()
         .with_max_wait_ms(0)
         .with_max_bytes(1 << 20)
         .with_session_id(response.session_id);
-    let quiet = client.call(&incremental.clone().with_session_epoch(1), 12).await;
+    let moved = fetch_request("session", 1, 0)
+        .with_session_id(response.session_id)
+        .with_session_epoch(1);
+    let quiet = client.call(&moved, 12).await;
     assert_eq!(quiet.error_code, 0);
     assert!(quiet.responses.is_empty(), "{:?}", quiet.responses);
 
-    let stale = client.call(&incremental.clone().with_session_epoch(1), 12).await;
+    // New data shows up for a partition the request did not even mention.
+    client.call(&produce_request("session", 1, batch(&["two"])), 9).await;
+    let news = client.call(&incremental.clone().with_session_epoch(2), 12).await;
+    assert_eq!(values_of(news.responses[0].partitions[0].records.clone()), ["two"]);
+
+    let stale = client.call(&incremental.clone().with_session_epoch(2), 12).await;
     assert_eq!(stale.error_code, 71, "INVALID_FETCH_SESSION_EPOCH");
     let unknown = client
         .call(&incremental.clone().with_session_id(999_999).with_session_epoch(1), 12)

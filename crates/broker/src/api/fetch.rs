@@ -143,7 +143,7 @@ pub async fn handle(state: &Arc<BrokerState>, request: FetchRequest, version: i1
                 .into_iter()
                 .filter(|(key, data)| {
                     let reported = session.partitions.get(key).and_then(|p| p.last_reported);
-                    data.records.is_some()
+                    data.records.as_ref().is_some_and(|records| !records.is_empty())
                         || data.error_code != NONE
                         || reported != Some((data.high_watermark, data.log_start_offset))
                 })
@@ -234,6 +234,8 @@ fn read_partitions(
         data.last_stable_offset = last_stable_offset;
         data.log_start_offset = log.log_start_offset();
         data.aborted_transactions = read_committed.then(Vec::new);
+        // Like Kafka, a partition with nothing to return carries empty records, not null.
+        data.records = Some(Bytes::new());
         let limit = (fetch.max_bytes.max(0) as usize).min(max_bytes.saturating_sub(total));
         let upper = if read_committed {
             last_stable_offset
@@ -243,7 +245,7 @@ fn read_partitions(
         // Only the first non-empty partition may exceed the remaining budget (one whole batch).
         let budget_left = total == 0 || limit > 0;
         match log.read(fetch.fetch_offset, limit, upper) {
-            Ok(Some(slice)) if budget_left && (total == 0 || slice.len() <= limit) => {
+            Ok(Some(slice)) if !slice.is_empty() && budget_left && (total == 0 || slice.len() <= limit) => {
                 let mut bytes = Vec::with_capacity(slice.len());
                 match slice.read_into(&mut bytes) {
                     Ok(()) => {
