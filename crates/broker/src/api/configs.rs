@@ -49,7 +49,7 @@ pub fn describe(state: &BrokerState, request: DescribeConfigsRequest) -> Describ
                 resource
                     .configuration_keys
                     .as_ref()
-                    .is_none_or(|keys| keys.iter().any(|k| k.as_str() == name))
+                    .is_none_or(|keys| keys.is_empty() || keys.iter().any(|k| k.as_str() == name))
             };
             let result = DescribeConfigsResult::default()
                 .with_resource_type(resource.resource_type)

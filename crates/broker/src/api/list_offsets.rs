@@ -16,7 +16,7 @@ const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 
-pub async fn handle(state: &Arc<BrokerState>, request: ListOffsetsRequest) -> ListOffsetsResponse {
+pub async fn handle(state: &Arc<BrokerState>, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     let lookups = state.clone();
     let topics = blocking(move || {
         request
@@ -33,7 +33,7 @@ pub async fn handle(state: &Arc<BrokerState>, request: ListOffsetsRequest) -> Li
                             .with_offset(-1)
                             .with_leader_epoch(-1);
                         match lookups.partitions.partition(&topic.name, wanted.partition_index) {
-                            Some(partition) => lookup(&partition, wanted.timestamp, answer),
+                            Some(partition) => lookup(&partition, wanted.timestamp, version, answer),
                             None => answer.with_error_code(UNKNOWN_TOPIC_OR_PARTITION),
                         }
                     })
@@ -48,9 +48,16 @@ pub async fn handle(state: &Arc<BrokerState>, request: ListOffsetsRequest) -> Li
     ListOffsetsResponse::default().with_topics(topics)
 }
 
-fn lookup(partition: &Partition, timestamp: i64, answer: ListOffsetsPartitionResponse) -> ListOffsetsPartitionResponse {
+fn lookup(
+    partition: &Partition,
+    timestamp: i64,
+    version: i16,
+    answer: ListOffsetsPartitionResponse,
+) -> ListOffsetsPartitionResponse {
     let log = &partition.log;
-    let answer = answer.with_error_code(NONE).with_leader_epoch(partition.leader_epoch);
+    // The leader epoch field exists from v4 on.
+    let leader_epoch = if version >= 4 { partition.leader_epoch } else { -1 };
+    let answer = answer.with_error_code(NONE).with_leader_epoch(leader_epoch);
     // Until transactions exist, read_committed's last stable offset is the high watermark.
     let found = match timestamp {
         LATEST => Ok(Some((-1, log.high_watermark()))),

@@ -51,7 +51,7 @@ pub async fn handle(state: &Arc<BrokerState>, request: &Request<'_>, body: Reque
         RequestKind::Metadata(body) => ResponseKind::Metadata(metadata::handle(state, body, version).await),
         RequestKind::Produce(body) => ResponseKind::Produce(produce::handle(state, body).await?),
         RequestKind::Fetch(body) => ResponseKind::Fetch(fetch::handle(state, body, version).await),
-        RequestKind::ListOffsets(body) => ResponseKind::ListOffsets(list_offsets::handle(state, body).await),
+        RequestKind::ListOffsets(body) => ResponseKind::ListOffsets(list_offsets::handle(state, body, version).await),
         RequestKind::CreateTopics(body) => ResponseKind::CreateTopics(topics::create_topics(state, body).await),
         RequestKind::DeleteTopics(body) => ResponseKind::DeleteTopics(topics::delete_topics(state, body).await),
         RequestKind::CreatePartitions(body) => {
