@@ -437,8 +437,7 @@ async fn every_supported_version_is_answered() {
             "Metadata v{version}"
         );
     }
-    let mut expected_offset = 0;
-    for version in 3..=13 {
+    for (expected_offset, version) in (3..=13).enumerate() {
         let mut request = produce_request("versions", 1, batch(&["v"]));
         if version >= 13 {
             request.topic_data[0].name = TopicName::default();
@@ -448,10 +447,9 @@ async fn every_supported_version_is_answered() {
         let partition = &response.responses[0].partition_responses[0];
         assert_eq!(
             (partition.error_code, partition.base_offset),
-            (0, expected_offset),
+            (0, expected_offset as i64),
             "Produce v{version}"
         );
-        expected_offset += 1;
     }
     for version in 4..=18 {
         let mut request = fetch_request("versions", 0, 0);
