@@ -7,7 +7,7 @@ set -euo pipefail
 : "${BOOTSTRAP:?BOOTSTRAP is not set: run this through compat/run.sh}"
 topic="compat-kcat-$1-$RANDOM$RANDOM"
 # Every kcat call is bounded; -e and -c make the consumers exit by themselves.
-kcat() { timeout 60 command kcat -b "$BOOTSTRAP" -X socket.timeout.ms=10000 "$@"; }
+kcat() { timeout 60 kcat -b "$BOOTSTRAP" -X socket.timeout.ms=10000 "$@"; }
 
 fail() {
   echo "FAIL: $*" >&2

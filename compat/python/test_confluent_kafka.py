@@ -15,7 +15,9 @@ def admin(bootstrap):
 
 
 def create_topic(bootstrap, name, partitions):
-    futures = admin(bootstrap).create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+    # The client must outlive its futures: dropping it cancels them.
+    client = admin(bootstrap)
+    futures = client.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
     futures[name].result(timeout=TIMEOUT_S)
 
 

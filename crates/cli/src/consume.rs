@@ -121,9 +121,10 @@ fn create_consumer(args: &ConsumeArgs) -> Result<StreamConsumer> {
         ("isolation.level", args.isolation_level.as_str()),
         ("allow.auto.create.topics", "false"),
     ];
-    if let Some(group) = &args.group {
-        extra.push(("group.id", group));
-    }
+    // librdkafka's assign() needs a group.id too; without --group it only
+    // names this process and is never committed to, like Kafka's console consumer.
+    let own_group = format!("gregor-consume-{}", std::process::id());
+    extra.push(("group.id", args.group.as_deref().unwrap_or(&own_group)));
     args.client.create(&extra)
 }
 

@@ -76,6 +76,11 @@ fn topic_errors_are_one_readable_line() {
         vec!["consume", "--topic", missing.as_str(), "--timeout-ms", "5000"],
     ] {
         let output = broker.gregor(&args, "");
+        assert!(
+            !output.status.success(),
+            "{args:?} succeeded: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
         assert_eq!(
             stderr_of_failure(&output),
             format!("error: topic '{missing}' does not exist\n"),

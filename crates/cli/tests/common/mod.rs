@@ -178,9 +178,11 @@ impl Broker {
         config.create().expect("producer")
     }
 
-    /// A consumer without a group, for assign().
+    /// A consumer for assign(). librdkafka's assign() needs a group.id even
+    /// when nothing is committed; `extra` may set a real one.
     pub fn consumer(&self, extra: &[(&str, &str)]) -> BaseConsumer {
         let mut config = self.client_config();
+        config.set("group.id", "gregor-tests-assign-only");
         config.set("enable.auto.commit", "false");
         config.set("enable.partition.eof", "false");
         for (key, value) in extra {
