@@ -8,6 +8,9 @@ use crate::batch::{BatchHeader, CURRENT_MAGIC, HEADER_SIZE};
 use crate::storage::StorageFile;
 
 const BLOCK: usize = 8192;
+/// Batches at least this large get header-only reads: the next header is
+/// too far away for a block read to catch it.
+const LARGE_BATCH: u64 = 1024;
 
 /// A batch header found at a file position.
 #[derive(Debug, Clone, Copy)]
@@ -30,6 +33,8 @@ pub(crate) struct HeaderScanner<'a> {
     block: [u8; BLOCK],
     block_start: u64,
     block_len: usize,
+    /// The size of the last batch seen, to size the next read.
+    last_batch_size: u64,
 }
 
 impl<'a> HeaderScanner<'a> {
@@ -41,6 +46,7 @@ impl<'a> HeaderScanner<'a> {
             block: [0; BLOCK],
             block_start: 0,
             block_len: 0,
+            last_batch_size: 0,
         }
     }
 
@@ -58,7 +64,11 @@ impl<'a> HeaderScanner<'a> {
         let in_block =
             position >= self.block_start && position + HEADER_SIZE as u64 <= self.block_start + self.block_len as u64;
         if !in_block {
-            let len = (BLOCK as u64).min(self.limit - position) as usize;
+            // The first read and reads among large batches fetch one header;
+            // among small batches, a block holding many.
+            let small_batches = self.last_batch_size > 0 && self.last_batch_size < LARGE_BATCH;
+            let want = if small_batches { BLOCK } else { HEADER_SIZE };
+            let len = (want as u64).min(self.limit - position) as usize;
             self.file.read_exact_at(&mut self.block[..len], position)?;
             self.block_start = position;
             self.block_len = len;
@@ -75,6 +85,7 @@ impl<'a> HeaderScanner<'a> {
             return Err(invalid(position, "a negative last offset delta"));
         }
         self.position = position + header.size() as u64;
+        self.last_batch_size = header.size() as u64;
         Ok(Some(Located { position, header }))
     }
 }

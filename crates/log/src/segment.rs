@@ -261,6 +261,8 @@ impl Segment {
         let byte_target = first.position.saturating_add(max_bytes as u64);
         let end = if byte_target >= high_watermark_end {
             high_watermark_end
+        } else if byte_target <= first.end() {
+            first.end()
         } else {
             let from = if use_index {
                 self.offset_index.floor_position(byte_target)
