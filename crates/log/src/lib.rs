@@ -34,6 +34,11 @@ mod storage;
 mod time_index;
 mod validate;
 
+/// The v2 batch encoder the integration tests use, for unit tests.
+#[cfg(test)]
+#[path = "../tests/common/encoder.rs"]
+mod test_encoder;
+
 pub use error::LogError;
 pub use sim::SimStorage;
 pub use storage::{DiskStorage, Storage, StorageFile};

@@ -218,3 +218,68 @@ pub(crate) fn assign_offsets(buf: &mut [u8], batches: &[ValidatedBatch], first_o
     }
     next_offset
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_encoder as encoder;
+
+    const NOW: i64 = 1_700_000_000_000;
+
+    #[test]
+    fn uncompressed_batches_get_the_records_max_timestamp() {
+        let mut spec = encoder::BatchSpec::new(3, 10, NOW);
+        spec.timestamps = vec![NOW + 5, NOW + 9, NOW + 2];
+        let mut b = encoder::encode(&spec);
+        // A producer that wrote a wrong max timestamp into the header.
+        b[35..43].copy_from_slice(&(NOW + 1).to_be_bytes());
+        encoder::fix_crc(&mut b);
+        let mut out = Vec::new();
+        validate(&b, &LogConfig::default(), NOW, &mut out).unwrap();
+        assert_eq!(out[0].max_timestamp, NOW + 9);
+        assert_eq!((out[0].start, out[0].size, out[0].records_count), (0, b.len(), 3));
+        assign_offsets(&mut b, &out, 100, 4);
+        let h = BatchHeader::parse(&b);
+        assert_eq!(
+            (h.base_offset, h.partition_leader_epoch, h.max_timestamp),
+            (100, 4, NOW + 9)
+        );
+        assert_eq!(
+            h.crc,
+            batch::compute_crc(&b),
+            "the CRC follows the corrected max timestamp"
+        );
+    }
+
+    #[test]
+    fn log_append_time_sets_the_type_bit_and_skips_timestamp_checks() {
+        let config = LogConfig {
+            message_timestamp_type: TimestampType::LogAppendTime,
+            ..LogConfig::default()
+        };
+        let mut b = encoder::batch(2, 10, 0);
+        let mut out = Vec::new();
+        validate(&b, &config, NOW, &mut out).unwrap();
+        assert_eq!(
+            (out[0].max_timestamp, out[0].attributes & TIMESTAMP_TYPE_MASK),
+            (NOW, TIMESTAMP_TYPE_MASK)
+        );
+        assert_eq!(assign_offsets(&mut b, &out, 7, 0), 9);
+        assert_eq!(BatchHeader::parse(&b).crc, batch::compute_crc(&b));
+    }
+
+    #[test]
+    fn several_batches_are_found_in_order() {
+        let b = [
+            encoder::batch(2, 5, NOW),
+            encoder::batch(1, 50, NOW),
+            encoder::batch(4, 0, NOW),
+        ]
+        .concat();
+        let mut out = Vec::new();
+        validate(&b, &LogConfig::default(), NOW, &mut out).unwrap();
+        let counts: Vec<i32> = out.iter().map(|v| v.records_count).collect();
+        assert_eq!(counts, [2, 1, 4]);
+        assert_eq!(out[2].start + out[2].size, b.len());
+    }
+}
