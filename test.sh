@@ -87,7 +87,8 @@ output=$(mktemp)
 trap 'rm -f "$output"' EXIT
 
 cargo_tests() {
-  cargo test --workspace 2>&1 | tee "$output"
+  # --no-fail-fast: one failing test binary must not hide the others' results.
+  cargo test --workspace --no-fail-fast 2>&1 | tee "$output"
   local status=${PIPESTATUS[0]} line
   while read -r line; do
     [[ $line =~ ([0-9]+)\ passed\;\ ([0-9]+)\ failed ]] || continue

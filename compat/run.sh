@@ -12,7 +12,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 scenario_timeout_s=${SCENARIO_TIMEOUT_S:-180}
 startup_timeout_s=${STARTUP_TIMEOUT_S:-30}
-gregor=${GREGOR:-$root/target/debug/gregor}
+gregor=${GREGOR:-${CARGO_TARGET_DIR:-$root/target}/debug/gregor}
 python=$root/.venv/bin/python
 
 # name|command (run from the repository root, with BOOTSTRAP set)
@@ -98,7 +98,11 @@ for entry in "${scenarios[@]}"; do
     verdict=FAIL
   elif ! start_broker "$dir"; then
     verdict=FAIL
-    reason="the broker did not report 'listening on' within ${startup_timeout_s}s"
+    if kill -0 "$broker_pid" 2>/dev/null; then
+      reason="the broker did not report 'listening on' within ${startup_timeout_s}s"
+    else
+      reason="the broker exited before listening"
+    fi
   else
     BOOTSTRAP=$address timeout -k 5 "$scenario_timeout_s" bash -c "$command" >"$dir/output.log" 2>&1
     status=$?
