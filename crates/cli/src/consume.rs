@@ -167,6 +167,9 @@ async fn print_records(args: &ConsumeArgs, consumer: &StreamConsumer) -> Result<
     let idle_timeout = args.timeout_ms.map(Duration::from_millis);
     let mut received = 0_u64;
     let mut stdout = std::io::stdout();
+    // Registered once, before the loop, so a Ctrl-C while printing is not lost.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("cannot listen for Ctrl-C")?;
     while args.max_messages.is_none_or(|max| received < max) {
         let next = async {
             match idle_timeout {
@@ -176,7 +179,7 @@ async fn print_records(args: &ConsumeArgs, consumer: &StreamConsumer) -> Result<
         };
         let message = tokio::select! {
             message = next => message,
-            _ = tokio::signal::ctrl_c() => None,
+            _ = interrupt.recv() => None,
         };
         let Some(message) = message else { break };
         let message = message.map_err(|error| args.client.kafka_error(error, Some(&args.topic)))?;
