@@ -136,6 +136,12 @@ impl Broker {
         self.wait_for_exit()
     }
 
+    /// `kill -9`: a crash, with no shutdown, flush or checkpoint.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL the broker");
+        self.child.wait().expect("reap the broker");
+    }
+
     /// Waits (bounded) for the process to exit by itself.
     pub fn wait_for_exit(&mut self) -> ExitStatus {
         let deadline = Instant::now() + TIMEOUT;
