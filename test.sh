@@ -56,11 +56,12 @@ check_rust_tools() {
 install_python_clients() {
   local requirements=compat/python/requirements.txt stamp=.venv/.requirements.sha256 wanted
   wanted=$(sha256sum <"$requirements")
-  if [ -x .venv/bin/python ] && [ "$(cat "$stamp" 2>/dev/null)" = "$wanted" ]; then
+  if [ "$(cat "$stamp" 2>/dev/null)" = "$wanted" ] &&
+    .venv/bin/python -c 'import confluent_kafka, kafka, pytest' 2>/dev/null; then
     echo "up to date"
     return 0
   fi
-  python3 -m venv .venv &&
+  python3 -m venv --clear .venv &&
     .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$requirements" &&
     echo "$wanted" >"$stamp"
 }
@@ -69,7 +70,7 @@ install_python_clients() {
 install_node_clients() {
   local stamp=compat/js/node_modules/.package-lock.sha256 wanted
   wanted=$(sha256sum <compat/js/package-lock.json)
-  if [ "$(cat "$stamp" 2>/dev/null)" = "$wanted" ]; then
+  if [ "$(cat "$stamp" 2>/dev/null)" = "$wanted" ] && [ -f compat/js/node_modules/kafkajs/package.json ]; then
     echo "up to date"
     return 0
   fi
