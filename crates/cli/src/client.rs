@@ -76,10 +76,10 @@ impl ClientArgs {
             .map_err(|error| self.kafka_error(error, topic))?;
         if let Some(topic) = topic {
             let found = metadata.topics().iter().find(|candidate| candidate.name() == topic);
-            match found.and_then(|found| found.error()) {
-                Some(error) => return Err(topic_error(topic, RDKafkaErrorCode::from(error))),
-                None if found.is_none() => return Err(topic_error(topic, RDKafkaErrorCode::UnknownTopicOrPartition)),
-                None => {}
+            match found.map(|found| found.error()) {
+                None => return Err(topic_error(topic, RDKafkaErrorCode::UnknownTopicOrPartition)),
+                Some(Some(error)) => return Err(topic_error(topic, RDKafkaErrorCode::from(error))),
+                Some(None) => {}
             }
         }
         Ok(metadata)
