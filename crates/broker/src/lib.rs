@@ -10,8 +10,10 @@ pub mod config;
 pub mod dispatch;
 pub mod errors;
 pub mod fetch_session;
+pub mod groups;
 pub mod partitions;
 pub mod recompress;
+pub mod record_batch;
 pub mod server;
 pub mod state;
 pub mod topic_config;
@@ -26,6 +28,7 @@ use tokio::sync::watch;
 
 pub use config::{BrokerConfig, ConfigError};
 use fetch_session::FetchSessionCache;
+use groups::GroupCoordinator;
 use partitions::PartitionManager;
 use state::BrokerState;
 
@@ -76,10 +79,15 @@ impl Broker {
             .and_then(|v| v.parse().ok())
             .unwrap_or(i32::MAX as usize);
         let cluster_id = load_cluster_id(&config.log_dir, node_id)?;
-        let partitions = tokio::task::spawn_blocking(move || PartitionManager::open(config))
-            .await
-            .map_err(|e| BrokerError::Storage(e.to_string()))?
-            .map_err(|e| BrokerError::Storage(e.to_string()))?;
+        let groups = GroupCoordinator::new(&config)?;
+        let (partitions, groups) = tokio::task::spawn_blocking(move || {
+            let partitions = PartitionManager::open(config)?;
+            groups.load(&partitions)?;
+            Ok::<_, partitions::TopicError>((partitions, groups))
+        })
+        .await
+        .map_err(|e| BrokerError::Storage(e.to_string()))?
+        .map_err(|e| BrokerError::Storage(e.to_string()))?;
         let state = BrokerState {
             node_id,
             cluster_id,
@@ -88,6 +96,7 @@ impl Broker {
             socket_request_max_bytes,
             max_connections: max_connections.min(SEMAPHORE_MAX),
             partitions,
+            groups,
             fetch_sessions: Mutex::new(FetchSessionCache::new(FETCH_SESSION_SLOTS)),
         };
         Ok(Broker {
@@ -106,17 +115,36 @@ impl Broker {
     /// checkpoints and the clean-shutdown marker.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), BrokerError> {
         let (stop, stopped) = watch::channel(false);
-        let server = tokio::spawn(server::serve(self.listener, self.state.clone(), stopped));
+        let server = tokio::spawn(server::serve(self.listener, self.state.clone(), stopped.clone()));
+        let timers = tokio::spawn(group_timers(self.state.clone(), stopped));
         shutdown.await;
         tracing::info!("shutting down");
         let _ = stop.send(true);
         let _ = server.await;
+        let _ = timers.await;
+        // Groups that settled since the last timer tick keep their final state.
+        api::groups::persist_settled_groups(&self.state).await;
         let state = self.state.clone();
         tokio::task::spawn_blocking(move || state.partitions.close())
             .await
             .map_err(|e| BrokerError::Storage(e.to_string()))?;
         tracing::info!("shut down cleanly");
         Ok(())
+    }
+}
+
+/// How often group sessions and rebalance deadlines are checked.
+const GROUP_TIMER_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Expires group members and overdue rebalances, and writes settled groups' metadata.
+async fn group_timers(state: Arc<BrokerState>, mut stopped: watch::Receiver<bool>) {
+    let mut interval = tokio::time::interval(GROUP_TIMER_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => api::groups::persist_settled_groups(&state).await,
+            _ = stopped.changed() => return,
+        }
     }
 }
 

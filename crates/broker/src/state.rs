@@ -4,6 +4,7 @@ use std::sync::Mutex;
 
 use crate::config::BrokerConfig;
 use crate::fetch_session::FetchSessionCache;
+use crate::groups::GroupCoordinator;
 use crate::partitions::PartitionManager;
 
 pub struct BrokerState {
@@ -15,6 +16,7 @@ pub struct BrokerState {
     pub socket_request_max_bytes: usize,
     pub max_connections: usize,
     pub partitions: PartitionManager,
+    pub groups: GroupCoordinator,
     pub fetch_sessions: Mutex<FetchSessionCache>,
 }
 

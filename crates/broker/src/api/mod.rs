@@ -6,9 +6,11 @@ pub mod api_versions;
 pub mod configs;
 pub mod delete_records;
 pub mod fetch;
+pub mod groups;
 pub mod list_offsets;
 pub mod log_dirs;
 pub mod metadata;
+pub mod offsets;
 pub mod produce;
 pub mod topics;
 
@@ -37,6 +39,17 @@ pub const SUPPORTED_APIS: &[ApiKey] = &[
     ApiKey::DescribeCluster,
     ApiKey::DescribeLogDirs,
     ApiKey::DescribeTopicPartitions,
+    ApiKey::FindCoordinator,
+    ApiKey::JoinGroup,
+    ApiKey::SyncGroup,
+    ApiKey::Heartbeat,
+    ApiKey::LeaveGroup,
+    ApiKey::ListGroups,
+    ApiKey::DescribeGroups,
+    ApiKey::DeleteGroups,
+    ApiKey::OffsetCommit,
+    ApiKey::OffsetFetch,
+    ApiKey::OffsetDelete,
 ];
 
 pub fn is_supported(api_key: ApiKey) -> bool {
@@ -68,6 +81,21 @@ pub async fn handle(state: &Arc<BrokerState>, request: &Request<'_>, body: Reque
         }
         RequestKind::DescribeCluster(body) => ResponseKind::DescribeCluster(metadata::describe_cluster(state, body)),
         RequestKind::DescribeLogDirs(body) => ResponseKind::DescribeLogDirs(log_dirs::handle(state, body)),
+        RequestKind::FindCoordinator(body) => {
+            ResponseKind::FindCoordinator(groups::find_coordinator(state, body, version).await)
+        }
+        RequestKind::JoinGroup(body) => ResponseKind::JoinGroup(groups::join_group(state, request, body).await),
+        RequestKind::SyncGroup(body) => ResponseKind::SyncGroup(groups::sync_group(state, body).await),
+        RequestKind::Heartbeat(body) => ResponseKind::Heartbeat(groups::heartbeat(state, body)),
+        RequestKind::LeaveGroup(body) => ResponseKind::LeaveGroup(groups::leave_group(state, body, version)),
+        RequestKind::ListGroups(body) => ResponseKind::ListGroups(groups::list_groups(state, body)),
+        RequestKind::DescribeGroups(body) => {
+            ResponseKind::DescribeGroups(groups::describe_groups(state, body, version))
+        }
+        RequestKind::DeleteGroups(body) => ResponseKind::DeleteGroups(groups::delete_groups(state, body).await),
+        RequestKind::OffsetCommit(body) => ResponseKind::OffsetCommit(offsets::commit(state, body).await),
+        RequestKind::OffsetFetch(body) => ResponseKind::OffsetFetch(offsets::fetch(state, body, version)),
+        RequestKind::OffsetDelete(body) => ResponseKind::OffsetDelete(offsets::delete(state, body).await),
         other => {
             // is_supported() filtered these out before decoding.
             tracing::error!(request = ?std::mem::discriminant(&other), "request reached dispatch without a handler");

@@ -1,0 +1,227 @@
+//! The group coordinator: classic consumer groups (JoinGroup, SyncGroup,
+//! Heartbeat, LeaveGroup) and committed offsets, made durable in the
+//! `__consumer_offsets` topic in Kafka's schemas and rebuilt from it on start.
+//!
+//! Thread safety: the groups live behind one mutex held only for in-memory
+//! work; responses that must wait (a join or sync in progress) are delivered
+//! on oneshot channels. Writes to the offsets topic are serialised by an
+//! async mutex so the log and memory apply them in the same order.
+
+pub mod group;
+pub mod offsets_topic;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafka_protocol::records::RecordBatchDecoder;
+
+use crate::config::{BrokerConfig, ConfigError};
+use crate::partitions::{PartitionManager, Topic, TopicError};
+use crate::record_batch;
+use group::{Group, GroupLimits, GroupState};
+use offsets_topic::{OFFSETS_TOPIC, OffsetsRecord};
+
+pub fn now_ms() -> i64 {
+    crate::api::now_ms()
+}
+
+pub struct GroupCoordinator {
+    groups: Mutex<HashMap<String, Group>>,
+    pub limits: GroupLimits,
+    /// `offsets.topic.num.partitions`
+    pub offsets_partitions: i32,
+    /// `offset.metadata.max.bytes`
+    pub metadata_max_bytes: usize,
+    /// Serialises offsets-topic writes with the in-memory changes they back.
+    pub writes: tokio::sync::Mutex<()>,
+    /// (generation, state) of each group as last written to the offsets topic.
+    persisted: Mutex<HashMap<String, (i32, GroupState)>>,
+}
+
+impl GroupCoordinator {
+    pub fn new(config: &BrokerConfig) -> Result<GroupCoordinator, ConfigError> {
+        let millis = |key: &str, default: u64| -> Result<Duration, ConfigError> {
+            match config.properties.get(key) {
+                Some(_) => Ok(Duration::from_millis(config.parse::<u64>(key)?)),
+                None => Ok(Duration::from_millis(default)),
+            }
+        };
+        let number = |key: &str, default: i64| -> Result<i64, ConfigError> {
+            match config.properties.get(key) {
+                Some(_) => config.parse::<i64>(key),
+                None => Ok(default),
+            }
+        };
+        Ok(GroupCoordinator {
+            groups: Mutex::new(HashMap::new()),
+            limits: GroupLimits {
+                initial_rebalance_delay: millis("group.initial.rebalance.delay.ms", 3000)?,
+                min_session_timeout: millis("group.min.session.timeout.ms", 6000)?,
+                max_session_timeout: millis("group.max.session.timeout.ms", 1_800_000)?,
+                max_size: number("group.max.size", i32::MAX as i64)?.max(1) as usize,
+            },
+            offsets_partitions: number("offsets.topic.num.partitions", 50)?.clamp(1, 10_000) as i32,
+            metadata_max_bytes: number("offset.metadata.max.bytes", 4096)?.max(0) as usize,
+            writes: tokio::sync::Mutex::new(()),
+            persisted: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn groups(&self) -> MutexGuard<'_, HashMap<String, Group>> {
+        self.groups.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Rebuilds groups and committed offsets by replaying the offsets topic.
+    pub fn load(&self, partitions: &PartitionManager) -> Result<(), TopicError> {
+        let Some(topic) = partitions.topic(OFFSETS_TOPIC) else {
+            return Ok(());
+        };
+        let mut snapshots = HashMap::new();
+        let mut groups = self.groups();
+        for partition in &topic.partitions {
+            let log = &partition.log;
+            let end = log.high_watermark();
+            let mut offset = log.log_start_offset();
+            while offset < end {
+                let Some(slice) = log.read(offset, 1 << 20, end)? else {
+                    break;
+                };
+                let mut bytes = Vec::with_capacity(slice.len());
+                slice.read_into(&mut bytes)?;
+                let mut bytes = Bytes::from(bytes);
+                let sets = RecordBatchDecoder::decode_all(&mut bytes)
+                    .map_err(|e| TopicError::Storage(format!("{OFFSETS_TOPIC}-{}: {e}", partition.index)))?;
+                let before = offset;
+                for record in sets.iter().flat_map(|set| set.records.iter()) {
+                    offset = offset.max(record.offset + 1);
+                    if record.control {
+                        continue;
+                    }
+                    let Some(key) = &record.key else { continue };
+                    match offsets_topic::decode(key, record.value.as_deref()) {
+                        Some(OffsetsRecord::Offset {
+                            group,
+                            topic,
+                            partition,
+                            value,
+                        }) => {
+                            let entry = groups.entry(group.clone()).or_insert_with(|| Group::new(&group));
+                            match value {
+                                Some(value) => entry.offsets.insert((topic, partition), value),
+                                None => entry.offsets.remove(&(topic, partition)),
+                            };
+                        }
+                        Some(OffsetsRecord::Group { group, value }) => {
+                            snapshots.insert(group, value);
+                        }
+                        None => {}
+                    }
+                }
+                if offset == before {
+                    break;
+                }
+            }
+        }
+        let now = Instant::now();
+        let mut persisted = self.persisted.lock().unwrap_or_else(|e| e.into_inner());
+        for (id, snapshot) in snapshots {
+            match snapshot {
+                Some(snapshot) => {
+                    let offsets = groups.remove(&id).map(|g| g.offsets).unwrap_or_default();
+                    let mut group = Group::restore(&id, snapshot, now);
+                    group.offsets = offsets;
+                    persisted.insert(id.clone(), (group.generation, group.state));
+                    groups.insert(id, group);
+                }
+                None => {
+                    if groups.get(&id).is_some_and(|g| g.offsets.is_empty()) {
+                        groups.remove(&id);
+                    }
+                }
+            }
+        }
+        tracing::info!(groups = groups.len(), "loaded consumer groups from {OFFSETS_TOPIC}");
+        Ok(())
+    }
+
+    /// Expires sessions and overdue rebalances; returns the groups whose
+    /// metadata must be written (newly Stable or Empty).
+    pub fn tick(&self, now: Instant) -> Vec<(String, OffsetsRecord)> {
+        let mut groups = self.groups();
+        let mut persisted = self.persisted.lock().unwrap_or_else(|e| e.into_inner());
+        let mut writes = Vec::new();
+        for group in groups.values_mut() {
+            group.expire(&self.limits, now);
+            if !matches!(group.state, GroupState::Stable | GroupState::Empty) {
+                continue;
+            }
+            let current = (group.generation, group.state);
+            let last = persisted.get(&group.id).copied();
+            // A group that only ever committed offsets (generation 0, Empty) has no metadata to keep.
+            if last != Some(current) && !(last.is_none() && group.generation == 0) {
+                persisted.insert(group.id.clone(), current);
+                writes.push((
+                    group.id.clone(),
+                    OffsetsRecord::Group {
+                        group: group.id.clone(),
+                        value: Some(group.snapshot()),
+                    },
+                ));
+            }
+        }
+        writes
+    }
+
+    pub fn forget(&self, group: &str) {
+        self.persisted.lock().unwrap_or_else(|e| e.into_inner()).remove(group);
+    }
+}
+
+/// The offsets topic, created on first use like Kafka's (compacted, internal).
+pub fn offsets_topic(partitions: &PartitionManager, count: i32) -> Result<Arc<Topic>, TopicError> {
+    if let Some(topic) = partitions.topic(OFFSETS_TOPIC) {
+        return Ok(topic);
+    }
+    let configs = [
+        ("cleanup.policy", "compact"),
+        ("segment.bytes", "104857600"),
+        ("compression.type", "producer"),
+    ];
+    let configs = configs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    match partitions.create_topic(OFFSETS_TOPIC, count, configs, false) {
+        Ok(topic) => {
+            tracing::info!(partitions = count, "created {OFFSETS_TOPIC}");
+            Ok(topic)
+        }
+        Err(TopicError::AlreadyExists(_)) => partitions
+            .topic(OFFSETS_TOPIC)
+            .ok_or(TopicError::UnknownTopic(OFFSETS_TOPIC.into())),
+        Err(error) => Err(error),
+    }
+}
+
+/// Appends `records` for `group` to its offsets-topic partition as one batch
+/// and waits until they are durable (Kafka commits offsets with acks=all).
+/// Returns a Kafka error code on failure.
+pub fn write(
+    partitions: &PartitionManager,
+    offsets_partitions: i32,
+    group: &str,
+    records: &[OffsetsRecord],
+) -> Result<(), i16> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let topic = offsets_topic(partitions, offsets_partitions).map_err(|e| e.code())?;
+    let index = offsets_topic::partition_for(group, topic.partitions.len() as i32);
+    let partition = &topic.partitions[index as usize];
+    let internal: Vec<_> = records.iter().map(offsets_topic::encode).collect();
+    let mut batch = record_batch::encode(&internal, now_ms());
+    let info = partitions.append(partition, &mut batch, now_ms()).map_err(|e| {
+        tracing::error!(group, error = %e, "cannot write to {OFFSETS_TOPIC}");
+        e.code()
+    })?;
+    partition.log.sync_to(info.last_offset + 1).map_err(|e| e.code())
+}

@@ -1,0 +1,337 @@
+//! The `__consumer_offsets` topic: Kafka's key and value schemas for
+//! committed offsets and group metadata, so the coordinator's state is
+//! durable and rebuilt on start by replaying the topic.
+
+use crate::record_batch::InternalRecord;
+
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// What a group committed for one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedOffset {
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: String,
+    pub commit_timestamp_ms: i64,
+}
+
+/// The part of a classic group that survives restarts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSnapshot {
+    pub protocol_type: String,
+    pub generation: i32,
+    pub protocol: Option<String>,
+    pub leader: Option<String>,
+    pub state_timestamp_ms: i64,
+    pub members: Vec<MemberSnapshot>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberSnapshot {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub rebalance_timeout_ms: i32,
+    pub session_timeout_ms: i32,
+    pub subscription: Vec<u8>,
+    pub assignment: Vec<u8>,
+}
+
+/// One record of the offsets topic; `None` values are tombstones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OffsetsRecord {
+    Offset {
+        group: String,
+        topic: String,
+        partition: i32,
+        value: Option<CommittedOffset>,
+    },
+    Group {
+        group: String,
+        value: Option<GroupSnapshot>,
+    },
+}
+
+/// Kafka's placement: `abs(groupId.hashCode) % offsets.topic.num.partitions`,
+/// with Java's String.hashCode over UTF-16 code units.
+pub fn partition_for(group: &str, partitions: i32) -> i32 {
+    let hash = group
+        .encode_utf16()
+        .fold(0i32, |hash, unit| hash.wrapping_mul(31).wrapping_add(unit as i32));
+    (hash & 0x7fff_ffff) % partitions.max(1)
+}
+
+const OFFSET_KEY_VERSION: i16 = 1;
+const GROUP_KEY_VERSION: i16 = 2;
+const OFFSET_VALUE_VERSION: i16 = 3;
+const GROUP_VALUE_VERSION: i16 = 3;
+
+pub fn encode(record: &OffsetsRecord) -> InternalRecord {
+    let mut key = Vec::new();
+    let mut value = Vec::new();
+    match record {
+        OffsetsRecord::Offset {
+            group,
+            topic,
+            partition,
+            value: committed,
+        } => {
+            put_i16(&mut key, OFFSET_KEY_VERSION);
+            put_str(&mut key, group);
+            put_str(&mut key, topic);
+            key.extend_from_slice(&partition.to_be_bytes());
+            let Some(committed) = committed else {
+                return InternalRecord { key, value: None };
+            };
+            put_i16(&mut value, OFFSET_VALUE_VERSION);
+            value.extend_from_slice(&committed.offset.to_be_bytes());
+            value.extend_from_slice(&committed.leader_epoch.to_be_bytes());
+            put_str(&mut value, &committed.metadata);
+            value.extend_from_slice(&committed.commit_timestamp_ms.to_be_bytes());
+        }
+        OffsetsRecord::Group { group, value: snapshot } => {
+            put_i16(&mut key, GROUP_KEY_VERSION);
+            put_str(&mut key, group);
+            let Some(snapshot) = snapshot else {
+                return InternalRecord { key, value: None };
+            };
+            put_i16(&mut value, GROUP_VALUE_VERSION);
+            put_str(&mut value, &snapshot.protocol_type);
+            value.extend_from_slice(&snapshot.generation.to_be_bytes());
+            put_nullable_str(&mut value, snapshot.protocol.as_deref());
+            put_nullable_str(&mut value, snapshot.leader.as_deref());
+            value.extend_from_slice(&snapshot.state_timestamp_ms.to_be_bytes());
+            value.extend_from_slice(&(snapshot.members.len() as i32).to_be_bytes());
+            for member in &snapshot.members {
+                put_str(&mut value, &member.member_id);
+                put_nullable_str(&mut value, member.group_instance_id.as_deref());
+                put_str(&mut value, &member.client_id);
+                put_str(&mut value, &member.client_host);
+                value.extend_from_slice(&member.rebalance_timeout_ms.to_be_bytes());
+                value.extend_from_slice(&member.session_timeout_ms.to_be_bytes());
+                put_bytes(&mut value, &member.subscription);
+                put_bytes(&mut value, &member.assignment);
+            }
+        }
+    }
+    InternalRecord {
+        key,
+        value: Some(value),
+    }
+}
+
+/// Decodes a record of the offsets topic; `None` for versions and kinds this
+/// broker does not read (they are skipped on load, as unknown records are in Kafka).
+pub fn decode(key: &[u8], value: Option<&[u8]>) -> Option<OffsetsRecord> {
+    let mut key = Reader(key);
+    match key.i16()? {
+        0 | 1 => {
+            let (group, topic, partition) = (key.string()?, key.string()?, key.i32()?);
+            let value = match value {
+                None => None,
+                Some(bytes) => Some(decode_offset_value(bytes)?),
+            };
+            Some(OffsetsRecord::Offset {
+                group,
+                topic,
+                partition,
+                value,
+            })
+        }
+        2 => {
+            let group = key.string()?;
+            let value = match value {
+                None => None,
+                Some(bytes) => Some(decode_group_value(bytes)?),
+            };
+            Some(OffsetsRecord::Group { group, value })
+        }
+        _ => None,
+    }
+}
+
+fn decode_offset_value(bytes: &[u8]) -> Option<CommittedOffset> {
+    let mut value = Reader(bytes);
+    let version = value.i16()?;
+    let offset = value.i64()?;
+    let leader_epoch = if version >= 3 { value.i32()? } else { -1 };
+    let metadata = value.string()?;
+    let commit_timestamp_ms = value.i64()?;
+    (0..=3).contains(&version).then_some(CommittedOffset {
+        offset,
+        leader_epoch,
+        metadata,
+        commit_timestamp_ms,
+    })
+}
+
+fn decode_group_value(bytes: &[u8]) -> Option<GroupSnapshot> {
+    let mut value = Reader(bytes);
+    let version = value.i16()?;
+    if !(0..=3).contains(&version) {
+        return None;
+    }
+    let protocol_type = value.string()?;
+    let generation = value.i32()?;
+    let protocol = value.nullable_string()?;
+    let leader = value.nullable_string()?;
+    let state_timestamp_ms = if version >= 2 { value.i64()? } else { -1 };
+    let count = value.i32()?.max(0) as usize;
+    let mut members = Vec::with_capacity(count.min(1024));
+    for _ in 0..count {
+        let member_id = value.string()?;
+        let group_instance_id = if version >= 3 { value.nullable_string()? } else { None };
+        let client_id = value.string()?;
+        let client_host = value.string()?;
+        let rebalance_timeout_ms = if version >= 1 { value.i32()? } else { -1 };
+        let session_timeout_ms = value.i32()?;
+        let subscription = value.bytes()?;
+        let assignment = value.bytes()?;
+        members.push(MemberSnapshot {
+            member_id,
+            group_instance_id,
+            client_id,
+            client_host,
+            rebalance_timeout_ms,
+            session_timeout_ms,
+            subscription,
+            assignment,
+        });
+    }
+    Some(GroupSnapshot {
+        protocol_type,
+        generation,
+        protocol,
+        leader,
+        state_timestamp_ms,
+        members,
+    })
+}
+
+fn put_i16(out: &mut Vec<u8>, value: i16) {
+    out.extend_from_slice(&value.to_be_bytes());
+}
+
+fn put_str(out: &mut Vec<u8>, text: &str) {
+    put_i16(out, text.len() as i16);
+    out.extend_from_slice(text.as_bytes());
+}
+
+fn put_nullable_str(out: &mut Vec<u8>, text: Option<&str>) {
+    match text {
+        Some(text) => put_str(out, text),
+        None => put_i16(out, -1),
+    }
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
+    out.extend_from_slice(bytes);
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Option<&[u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Some(head)
+    }
+    fn i16(&mut self) -> Option<i16> {
+        Some(i16::from_be_bytes(self.take(2)?.try_into().ok()?))
+    }
+    fn i32(&mut self) -> Option<i32> {
+        Some(i32::from_be_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn i64(&mut self) -> Option<i64> {
+        Some(i64::from_be_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn nullable_string(&mut self) -> Option<Option<String>> {
+        let length = self.i16()?;
+        if length < 0 {
+            return Some(None);
+        }
+        Some(Some(String::from_utf8(self.take(length as usize)?.to_vec()).ok()?))
+    }
+    fn string(&mut self) -> Option<String> {
+        self.nullable_string()?
+    }
+    fn bytes(&mut self) -> Option<Vec<u8>> {
+        let length = self.i32()?;
+        if length < 0 {
+            return Some(Vec::new());
+        }
+        Some(self.take(length as usize)?.to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip() {
+        let records = [
+            OffsetsRecord::Offset {
+                group: "g".into(),
+                topic: "t".into(),
+                partition: 3,
+                value: Some(CommittedOffset {
+                    offset: 42,
+                    leader_epoch: 0,
+                    metadata: "m".into(),
+                    commit_timestamp_ms: 9,
+                }),
+            },
+            OffsetsRecord::Offset {
+                group: "g".into(),
+                topic: "t".into(),
+                partition: 3,
+                value: None,
+            },
+            OffsetsRecord::Group {
+                group: "g".into(),
+                value: Some(GroupSnapshot {
+                    protocol_type: "consumer".into(),
+                    generation: 4,
+                    protocol: Some("range".into()),
+                    leader: Some("m-1".into()),
+                    state_timestamp_ms: 5,
+                    members: vec![MemberSnapshot {
+                        member_id: "m-1".into(),
+                        group_instance_id: Some("i".into()),
+                        client_id: "c".into(),
+                        client_host: "/127.0.0.1".into(),
+                        rebalance_timeout_ms: 300000,
+                        session_timeout_ms: 45000,
+                        subscription: vec![1, 2],
+                        assignment: vec![3],
+                    }],
+                }),
+            },
+            OffsetsRecord::Group {
+                group: "g".into(),
+                value: None,
+            },
+        ];
+        for record in records {
+            let encoded = encode(&record);
+            assert_eq!(decode(&encoded.key, encoded.value.as_deref()), Some(record));
+        }
+        assert_eq!(decode(&[0, 9, 0, 0], None), None, "unknown key versions are skipped");
+    }
+
+    #[test]
+    fn placement_matches_java_string_hash_code() {
+        // "console-consumer".hashCode() == -648006740 in Java.
+        assert_eq!(
+            partition_for("console-consumer", 50),
+            (-648006740i32 & 0x7fff_ffff) % 50
+        );
+        assert!((0..50).contains(&partition_for("ünïcode", 50)));
+    }
+}
