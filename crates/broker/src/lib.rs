@@ -12,6 +12,7 @@ pub mod errors;
 pub mod fetch_session;
 pub mod groups;
 pub mod partitions;
+pub mod producer_ids;
 pub mod recompress;
 pub mod record_batch;
 pub mod server;
@@ -97,6 +98,7 @@ impl Broker {
             max_connections: max_connections.min(SEMAPHORE_MAX),
             partitions,
             groups,
+            producer_ids: Default::default(),
             fetch_sessions: Mutex::new(FetchSessionCache::new(FETCH_SESSION_SLOTS)),
         };
         Ok(Broker {

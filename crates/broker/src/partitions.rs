@@ -297,6 +297,16 @@ impl PartitionManager {
         Ok(topic.image.id)
     }
 
+    /// Reserves the next `count` producer ids durably; returns the range [start, end).
+    pub fn allocate_producer_ids(&self, count: i64) -> Result<(i64, i64), TopicError> {
+        let mut metadata = self.metadata.lock().expect("metadata lock");
+        let start = metadata.image().next_producer_id();
+        metadata.append(&[MetadataRecord::ProducerIdBlock {
+            next_block_start: start + count,
+        }])?;
+        Ok((start, start + count))
+    }
+
     fn replace_topic(&self, name: &str, topic: Option<Arc<Topic>>) {
         let mut guard = self.topics.write().expect("topics lock");
         let mut topics = (**guard).clone();

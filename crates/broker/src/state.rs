@@ -6,6 +6,7 @@ use crate::config::BrokerConfig;
 use crate::fetch_session::FetchSessionCache;
 use crate::groups::GroupCoordinator;
 use crate::partitions::PartitionManager;
+use crate::producer_ids::ProducerIdManager;
 
 pub struct BrokerState {
     pub node_id: i32,
@@ -17,6 +18,7 @@ pub struct BrokerState {
     pub max_connections: usize,
     pub partitions: PartitionManager,
     pub groups: GroupCoordinator,
+    pub producer_ids: ProducerIdManager,
     pub fetch_sessions: Mutex<FetchSessionCache>,
 }
 

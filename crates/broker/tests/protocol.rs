@@ -303,3 +303,33 @@ async fn every_supported_version_is_answered() {
     }
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn producer_ids_are_never_handed_out_twice() {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let broker = TestBroker::start_in(dir.clone(), &[]).await;
+    let mut client = Client::connect(&broker).await;
+    let request = InitProducerIdRequest::default().with_transaction_timeout_ms(60_000);
+    let first = client.call(&request, 4).await;
+    let second = client.call(&request, 4).await;
+    assert_eq!((first.error_code, first.producer_epoch), (0, 0));
+    assert!(second.producer_id.0 > first.producer_id.0);
+    broker.stop().await;
+
+    let broker = TestBroker::start_in(dir, &[]).await;
+    let mut client = Client::connect(&broker).await;
+    let after_restart = client.call(&request, 4).await;
+    assert!(
+        after_restart.producer_id.0 > second.producer_id.0,
+        "ids come from durably reserved blocks"
+    );
+    let transactional = request.with_transactional_id(Some(kafka_protocol::messages::TransactionalId(
+        StrBytes::from_static_str("tx"),
+    )));
+    assert_eq!(
+        client.call(&transactional, 4).await.error_code,
+        15,
+        "no transaction coordinator yet"
+    );
+    broker.stop().await;
+}

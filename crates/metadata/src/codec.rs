@@ -11,6 +11,7 @@ const PARTITION_COUNT: u8 = 2;
 const TOPIC_CONFIG: u8 = 3;
 const BROKER_CONFIG: u8 = 4;
 const REMOVE_TOPIC: u8 = 5;
+const PRODUCER_ID_BLOCK: u8 = 6;
 
 pub const FRAME_HEADER_BYTES: usize = 8;
 
@@ -80,6 +81,10 @@ fn encode_record(record: &MetadataRecord, out: &mut Vec<u8>) {
             out.push(REMOVE_TOPIC);
             out.extend_from_slice(id.as_bytes());
         }
+        MetadataRecord::ProducerIdBlock { next_block_start } => {
+            out.push(PRODUCER_ID_BLOCK);
+            out.extend_from_slice(&next_block_start.to_be_bytes());
+        }
     }
 }
 
@@ -139,6 +144,9 @@ impl Reader<'_> {
                 MetadataRecord::Config { resource, key, value }
             }
             REMOVE_TOPIC => MetadataRecord::RemoveTopic { id: self.uuid()? },
+            PRODUCER_ID_BLOCK => MetadataRecord::ProducerIdBlock {
+                next_block_start: i64::from_be_bytes(self.take(8)?.try_into().ok()?),
+            },
             _ => return None,
         })
     }
@@ -171,6 +179,7 @@ mod tests {
                 partitions: 4,
             },
             MetadataRecord::RemoveTopic { id: Uuid::nil() },
+            MetadataRecord::ProducerIdBlock { next_block_start: 2000 },
         ];
         let mut bytes = Vec::new();
         encode_frame(&records, &mut bytes);

@@ -28,6 +28,8 @@ pub struct MetadataImage {
     topics: BTreeMap<String, Arc<TopicImage>>,
     topic_names: BTreeMap<Uuid, String>,
     broker_configs: BTreeMap<i32, BTreeMap<String, String>>,
+    /// The first producer id not yet handed out.
+    next_producer_id: i64,
 }
 
 impl MetadataImage {
@@ -41,6 +43,10 @@ impl MetadataImage {
 
     pub fn topics(&self) -> impl Iterator<Item = &Arc<TopicImage>> {
         self.topics.values()
+    }
+
+    pub fn next_producer_id(&self) -> i64 {
+        self.next_producer_id
     }
 
     pub fn broker_configs(&self, node_id: i32) -> Option<&BTreeMap<String, String>> {
@@ -89,6 +95,15 @@ impl MetadataImage {
                     None => configs.remove(key),
                 };
             }
+            MetadataRecord::ProducerIdBlock { next_block_start } => {
+                if *next_block_start < self.next_producer_id {
+                    return Err(MetadataError::ProducerIdsBackwards {
+                        current: self.next_producer_id,
+                        requested: *next_block_start,
+                    });
+                }
+                self.next_producer_id = *next_block_start;
+            }
             MetadataRecord::RemoveTopic { id } => {
                 let name = self.topic_names.remove(id).ok_or(MetadataError::UnknownTopicId(*id))?;
                 self.topics.remove(&name);
@@ -130,6 +145,11 @@ impl MetadataImage {
                     value: Some(value.clone()),
                 });
             }
+        }
+        if self.next_producer_id > 0 {
+            records.push(MetadataRecord::ProducerIdBlock {
+                next_block_start: self.next_producer_id,
+            });
         }
         records
     }

@@ -29,6 +29,9 @@ pub enum MetadataRecord {
     },
     /// The topic is deleted.
     RemoveTopic { id: Uuid },
+    /// Producer ids below `next_block_start` have been handed out (in blocks,
+    /// like KRaft's ProducerIdsRecord), so none is ever given twice.
+    ProducerIdBlock { next_block_start: i64 },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +44,8 @@ pub enum MetadataError {
     UnknownTopic(String),
     #[error("partition count can only grow: {current} -> {requested}")]
     PartitionCountShrinks { current: i32, requested: i32 },
+    #[error("producer id blocks only move forward: {current} -> {requested}")]
+    ProducerIdsBackwards { current: i64, requested: i64 },
     #[error("metadata storage: {0}")]
     Io(#[from] std::io::Error),
     #[error("corrupt metadata file {file}: {reason}")]

@@ -148,12 +148,23 @@ mod tests {
         drop(log);
         let mut log = MetadataLog::open(dir.path()).unwrap();
         assert_eq!(*log.image(), *before);
+        log.append(&[MetadataRecord::ProducerIdBlock { next_block_start: 1000 }])
+            .unwrap();
         log.snapshot().unwrap();
         log.append(&[MetadataRecord::RemoveTopic { id: b }]).unwrap();
+        let error = log
+            .append(&[MetadataRecord::ProducerIdBlock { next_block_start: 10 }])
+            .unwrap_err();
+        assert!(matches!(error, MetadataError::ProducerIdsBackwards { .. }));
         drop(log);
         let log = MetadataLog::open(dir.path()).unwrap();
         assert!(log.image().topic("b").is_none());
         assert_eq!(log.image().topic("a").unwrap().configs["retention.ms"], "5");
+        assert_eq!(
+            log.image().next_producer_id(),
+            1000,
+            "the snapshot keeps the producer id block"
+        );
     }
 
     #[test]

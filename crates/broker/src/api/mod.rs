@@ -13,6 +13,7 @@ pub mod metadata;
 pub mod offsets;
 pub mod produce;
 pub mod topics;
+pub mod transactions;
 
 use std::sync::Arc;
 
@@ -50,6 +51,7 @@ pub const SUPPORTED_APIS: &[ApiKey] = &[
     ApiKey::OffsetCommit,
     ApiKey::OffsetFetch,
     ApiKey::OffsetDelete,
+    ApiKey::InitProducerId,
 ];
 
 pub fn is_supported(api_key: ApiKey) -> bool {
@@ -96,6 +98,9 @@ pub async fn handle(state: &Arc<BrokerState>, request: &Request<'_>, body: Reque
         RequestKind::OffsetCommit(body) => ResponseKind::OffsetCommit(offsets::commit(state, body).await),
         RequestKind::OffsetFetch(body) => ResponseKind::OffsetFetch(offsets::fetch(state, body, version)),
         RequestKind::OffsetDelete(body) => ResponseKind::OffsetDelete(offsets::delete(state, body).await),
+        RequestKind::InitProducerId(body) => {
+            ResponseKind::InitProducerId(transactions::init_producer_id(state, body).await)
+        }
         other => {
             // is_supported() filtered these out before decoding.
             tracing::error!(request = ?std::mem::discriminant(&other), "request reached dispatch without a handler");
