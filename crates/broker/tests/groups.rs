@@ -373,3 +373,102 @@ async fn members_that_stop_heartbeating_are_removed() {
     assert_eq!(deleted.results[0].error_code, 0, "an empty group can be deleted");
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn consumer_protocol_members_share_partitions_without_a_barrier() {
+    use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
+    let broker = TestBroker::start().await;
+    let mut client = Client::connect(&broker).await;
+    create_topic(&mut client, "streams", 4).await;
+    let join = |member: &str| {
+        ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(group("modern"))
+            .with_member_id(text(member))
+            .with_member_epoch(0)
+            .with_rebalance_timeout_ms(30_000)
+            .with_subscribed_topic_names(Some(vec![name("streams")]))
+            .with_topic_partitions(Some(vec![]))
+    };
+    let first = client.call(&join("member-a"), 1).await;
+    assert_eq!(first.error_code, 0, "{:?}", first.error_message);
+    let owned = first.assignment.clone().unwrap().topic_partitions;
+    assert_eq!(owned[0].partitions, [0, 1, 2, 3], "a lone member gets every partition");
+    let topic_id = owned[0].topic_id;
+
+    let second = client.call(&join("member-b"), 1).await;
+    assert!(
+        second.assignment.unwrap().topic_partitions.is_empty(),
+        "nothing is handed over before it is released"
+    );
+    let told = client
+        .call(
+            &ConsumerGroupHeartbeatRequest::default()
+                .with_group_id(group("modern"))
+                .with_member_id(text("member-a"))
+                .with_member_epoch(first.member_epoch),
+            1,
+        )
+        .await;
+    let keep = told.assignment.unwrap().topic_partitions[0].partitions.clone();
+    assert_eq!(keep.len(), 2, "the first member is asked to give up half");
+
+    let released = ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(group("modern"))
+        .with_member_id(text("member-a"))
+        .with_member_epoch(first.member_epoch)
+        .with_topic_partitions(Some(vec![
+            TopicPartitions::default()
+                .with_topic_id(topic_id)
+                .with_partitions(keep.clone()),
+        ]));
+    let after = client.call(&released, 1).await;
+    assert!(
+        after.member_epoch > first.member_epoch,
+        "the epoch moves once the revocation is done"
+    );
+    let b_again = ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(group("modern"))
+        .with_member_id(text("member-b"))
+        .with_member_epoch(second.member_epoch);
+    let got = client.call(&b_again, 1).await.assignment.unwrap().topic_partitions[0]
+        .partitions
+        .clone();
+    let mut all: Vec<i32> = keep.into_iter().chain(got).collect();
+    all.sort();
+    assert_eq!(all, [0, 1, 2, 3]);
+
+    let described = client
+        .call(
+            &ConsumerGroupDescribeRequest::default().with_group_ids(vec![group("modern")]),
+            1,
+        )
+        .await;
+    assert_eq!(
+        (
+            described.groups[0].group_state.as_str(),
+            described.groups[0].members.len()
+        ),
+        ("Stable", 2)
+    );
+    let listed = client
+        .call(
+            &ListGroupsRequest::default().with_types_filter(vec![text("consumer")]),
+            5,
+        )
+        .await;
+    assert_eq!(listed.groups.len(), 1);
+    let stale = commit_request("modern", "streams", &[(0, 1)])
+        .with_member_id(text("member-a"))
+        .with_generation_id_or_member_epoch(first.member_epoch);
+    assert_eq!(
+        client.call(&stale, 9).await.topics[0].partitions[0].error_code,
+        113,
+        "STALE_MEMBER_EPOCH"
+    );
+    let classic = client.call(&join_request("modern", "", 10_000), 9).await;
+    assert_eq!(
+        classic.error_code, 23,
+        "a classic join cannot enter a consumer-protocol group"
+    );
+    broker.stop().await;
+}

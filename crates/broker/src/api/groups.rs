@@ -261,14 +261,18 @@ pub fn list_groups(state: &BrokerState, body: ListGroupsRequest) -> ListGroupsRe
     let mut listed: Vec<ListedGroup> = all
         .values()
         .filter(|g| g.state != GroupState::Dead)
-        .filter(|g| states.is_empty() || states.contains(&g.state.name().to_lowercase()))
-        .filter(|_| types.is_empty() || types.iter().any(|t| t == "classic"))
+        .filter(|g| states.is_empty() || states.contains(&g.state_name().to_lowercase()))
+        .filter(|g| types.is_empty() || types.iter().any(|t| t == g.group_type()))
         .map(|g| {
+            let protocol_type = match g.consumer {
+                Some(_) => "consumer".to_string(),
+                None => g.protocol_type.clone().unwrap_or_default(),
+            };
             ListedGroup::default()
                 .with_group_id(GroupId(text(g.id.clone())))
-                .with_protocol_type(text(g.protocol_type.clone().unwrap_or_default()))
-                .with_group_state(text(g.state.name()))
-                .with_group_type(text("classic"))
+                .with_protocol_type(text(protocol_type))
+                .with_group_state(text(g.state_name()))
+                .with_group_type(text(g.group_type()))
         })
         .collect();
     listed.sort_by(|a, b| a.group_id.cmp(&b.group_id));
@@ -309,7 +313,7 @@ pub fn describe_groups(state: &BrokerState, body: DescribeGroupsRequest, version
                 .collect();
             DescribedGroup::default()
                 .with_group_id(id)
-                .with_group_state(text(group.state.name()))
+                .with_group_state(text(group.state_name()))
                 .with_protocol_type(text(group.protocol_type.clone().unwrap_or_default()))
                 .with_protocol_data(text(protocol))
                 .with_members(members)
@@ -326,7 +330,7 @@ pub async fn delete_groups(state: &Arc<BrokerState>, body: DeleteGroupsRequest) 
             let all = state.groups.groups();
             match all.get(id.as_str()) {
                 None => Err(GROUP_ID_NOT_FOUND),
-                Some(group) if !group.members.is_empty() => Err(NON_EMPTY_GROUP),
+                Some(group) if !group.has_no_members() => Err(NON_EMPTY_GROUP),
                 Some(group) => {
                     let mut records: Vec<OffsetsRecord> = group
                         .offsets

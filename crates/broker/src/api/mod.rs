@@ -4,6 +4,7 @@
 
 pub mod api_versions;
 pub mod configs;
+pub mod consumer_group;
 pub mod delete_records;
 pub mod fetch;
 pub mod groups;
@@ -52,6 +53,8 @@ pub const SUPPORTED_APIS: &[ApiKey] = &[
     ApiKey::OffsetFetch,
     ApiKey::OffsetDelete,
     ApiKey::InitProducerId,
+    ApiKey::ConsumerGroupHeartbeat,
+    ApiKey::ConsumerGroupDescribe,
 ];
 
 pub fn is_supported(api_key: ApiKey) -> bool {
@@ -100,6 +103,12 @@ pub async fn handle(state: &Arc<BrokerState>, request: &Request<'_>, body: Reque
         RequestKind::OffsetDelete(body) => ResponseKind::OffsetDelete(offsets::delete(state, body).await),
         RequestKind::InitProducerId(body) => {
             ResponseKind::InitProducerId(transactions::init_producer_id(state, body).await)
+        }
+        RequestKind::ConsumerGroupHeartbeat(body) => {
+            ResponseKind::ConsumerGroupHeartbeat(consumer_group::heartbeat(state, request, body))
+        }
+        RequestKind::ConsumerGroupDescribe(body) => {
+            ResponseKind::ConsumerGroupDescribe(consumer_group::describe(state, body))
         }
         other => {
             // is_supported() filtered these out before decoding.

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
+use super::consumer::ConsumerGroupState;
 use super::offsets_topic::{CommittedOffset, GroupSnapshot, MemberSnapshot};
 use crate::errors::*;
 
@@ -99,6 +100,10 @@ pub struct GroupLimits {
     pub min_session_timeout: Duration,
     pub max_session_timeout: Duration,
     pub max_size: usize,
+    /// `group.consumer.session.timeout.ms` (KIP-848 groups).
+    pub consumer_session_timeout: Duration,
+    /// `group.consumer.heartbeat.interval.ms` (KIP-848 groups).
+    pub consumer_heartbeat_interval: Duration,
 }
 
 pub struct Group {
@@ -114,6 +119,8 @@ pub struct Group {
     /// group.instance.id -> member id, for static members (KIP-345).
     static_members: HashMap<String, String>,
     pub offsets: HashMap<(String, i32), CommittedOffset>,
+    /// Set once a member uses the KIP-848 consumer protocol: the group's type is then "consumer".
+    pub consumer: Option<ConsumerGroupState>,
     pub state_timestamp_ms: i64,
     rebalance_deadline: Option<Instant>,
     initial_delay_until: Option<Instant>,
@@ -151,6 +158,7 @@ impl Group {
             pending_members: HashMap::new(),
             static_members: HashMap::new(),
             offsets: HashMap::new(),
+            consumer: None,
             state_timestamp_ms: super::now_ms(),
             rebalance_deadline: None,
             initial_delay_until: None,
@@ -227,6 +235,9 @@ impl Group {
 
     pub fn join(&mut self, request: JoinRequest, limits: &GroupLimits, now: Instant) -> JoinResult {
         let member_id = request.member_id.clone();
+        if self.consumer.as_ref().is_some_and(|c| !c.members.is_empty()) {
+            return Err(failed_join(INCONSISTENT_GROUP_PROTOCOL, &member_id));
+        }
         if request.session_timeout < limits.min_session_timeout || request.session_timeout > limits.max_session_timeout
         {
             return Err(failed_join(INVALID_SESSION_TIMEOUT, &member_id));
@@ -601,6 +612,9 @@ impl Group {
     /// Removes members whose session expired and completes a join phase
     /// whose deadline passed. Returns whether the group changed.
     pub fn expire(&mut self, limits: &GroupLimits, now: Instant) -> bool {
+        if let Some(consumer) = &mut self.consumer {
+            return consumer.expire(limits.consumer_session_timeout, now);
+        }
         let before = (self.state, self.generation, self.members.len());
         self.pending_members.retain(|_, expiry| *expiry > now);
         let expired: Vec<String> = self
@@ -626,6 +640,9 @@ impl Group {
     /// Who may commit offsets for this group: members of the current
     /// generation, or anyone (generation -1, no member id) while it is empty.
     pub fn validate_commit(&self, member_id: &str, instance_id: Option<&str>, generation: i32) -> i16 {
+        if let Some(consumer) = &self.consumer {
+            return consumer.validate_member_epoch(member_id, generation);
+        }
         if generation < 0 && member_id.is_empty() {
             return if self.members.is_empty() {
                 NONE
@@ -643,8 +660,35 @@ impl Group {
         NONE
     }
 
+    /// "consumer" for KIP-848 groups, "classic" otherwise (ListGroups' group type).
+    pub fn group_type(&self) -> &'static str {
+        if self.consumer.is_some() { "consumer" } else { "classic" }
+    }
+
+    /// No member of either protocol.
+    pub fn has_no_members(&self) -> bool {
+        self.members.is_empty() && self.consumer.as_ref().is_none_or(|c| c.members.is_empty())
+    }
+
+    pub fn state_name(&self) -> &'static str {
+        match &self.consumer {
+            Some(consumer) => consumer.state_name(),
+            None => self.state.name(),
+        }
+    }
+
     /// The topics the members subscribe to, from the consumer protocol's metadata.
     pub fn subscribed_topics(&self) -> Vec<String> {
+        if let Some(consumer) = &self.consumer {
+            let mut topics: Vec<String> = consumer
+                .members
+                .values()
+                .flat_map(|m| m.subscribed_topics.iter().cloned())
+                .collect();
+            topics.sort();
+            topics.dedup();
+            return topics;
+        }
         use kafka_protocol::messages::ConsumerProtocolSubscription;
         use kafka_protocol::protocol::Decodable;
         if self.protocol_type.as_deref() != Some("consumer") {

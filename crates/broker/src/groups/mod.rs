@@ -7,6 +7,8 @@
 //! on oneshot channels. Writes to the offsets topic are serialised by an
 //! async mutex so the log and memory apply them in the same order.
 
+pub mod assignors;
+pub mod consumer;
 pub mod group;
 pub mod offsets_topic;
 
@@ -61,6 +63,8 @@ impl GroupCoordinator {
                 min_session_timeout: millis("group.min.session.timeout.ms", 6000)?,
                 max_session_timeout: millis("group.max.session.timeout.ms", 1_800_000)?,
                 max_size: number("group.max.size", i32::MAX as i64)?.max(1) as usize,
+                consumer_session_timeout: millis("group.consumer.session.timeout.ms", 45_000)?,
+                consumer_heartbeat_interval: millis("group.consumer.heartbeat.interval.ms", 5_000)?,
             },
             offsets_partitions: number("offsets.topic.num.partitions", 50)?.clamp(1, 10_000) as i32,
             metadata_max_bytes: number("offset.metadata.max.bytes", 4096)?.max(0) as usize,
@@ -154,7 +158,8 @@ impl GroupCoordinator {
         let mut writes = Vec::new();
         for group in groups.values_mut() {
             group.expire(&self.limits, now);
-            if !matches!(group.state, GroupState::Stable | GroupState::Empty) {
+            // KIP-848 groups keep only their committed offsets across restarts for now.
+            if group.consumer.is_some() || !matches!(group.state, GroupState::Stable | GroupState::Empty) {
                 continue;
             }
             let current = (group.generation, group.state);
