@@ -42,6 +42,9 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("auto.create.topics.enable", "true"),
     ("message.max.bytes", "1048588"),
     ("socket.request.max.bytes", "104857600"),
+    ("max.connections", "2147483647"),
+    ("max.connections.per.ip", "2147483647"),
+    ("connections.max.idle.ms", "600000"),
     ("log.segment.bytes", "1073741824"),
     ("log.roll.ms", "604800000"),
     ("log.index.size.max.bytes", "10485760"),
@@ -129,6 +132,9 @@ impl BrokerConfig {
             "socket.request.max.bytes",
             "log.index.size.max.bytes",
             "log.index.interval.bytes",
+            "max.connections",
+            "max.connections.per.ip",
+            "connections.max.idle.ms",
         ] {
             if config.parse::<i64>(key)? <= 0 {
                 return Err(config.invalid(key, "must be > 0"));

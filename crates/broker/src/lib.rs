@@ -74,11 +74,11 @@ impl Broker {
         };
         let node_id = config.node_id;
         let socket_request_max_bytes = config.parse::<usize>("socket.request.max.bytes")?;
-        let max_connections = config
-            .properties
-            .get("max.connections")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(i32::MAX as usize);
+        let limits = server::ConnectionLimits {
+            max_connections: config.parse::<usize>("max.connections")?.min(SEMAPHORE_MAX),
+            max_connections_per_ip: config.parse::<usize>("max.connections.per.ip")?,
+            idle_timeout: std::time::Duration::from_millis(config.parse::<u64>("connections.max.idle.ms")?),
+        };
         let cluster_id = load_cluster_id(&config.log_dir, node_id)?;
         let groups = GroupCoordinator::new(&config)?;
         let (partitions, groups) = tokio::task::spawn_blocking(move || {
@@ -95,7 +95,7 @@ impl Broker {
             advertised_host,
             advertised_port: advertised_port as i32,
             socket_request_max_bytes,
-            max_connections: max_connections.min(SEMAPHORE_MAX),
+            connection_limits: limits,
             partitions,
             groups,
             producer_ids: Default::default(),

@@ -5,9 +5,11 @@
 //! connection while its request is in flight); every connection runs in its
 //! own task, so a slow request never stalls another connection.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
@@ -17,11 +19,47 @@ use tokio::sync::{Semaphore, watch};
 use crate::dispatch::{self, Outcome};
 use crate::state::BrokerState;
 
+/// Kafka's connection limits: `max.connections`, `max.connections.per.ip`, `connections.max.idle.ms`.
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub idle_timeout: Duration,
+}
+
+/// Open connections per client address; an entry goes when its count reaches zero.
+#[derive(Default)]
+struct PerIpCounts(Mutex<HashMap<IpAddr, usize>>);
+
+impl PerIpCounts {
+    fn try_add(&self, ip: IpAddr, limit: usize) -> bool {
+        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let count = counts.entry(ip).or_default();
+        if *count >= limit {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    fn remove(&self, ip: IpAddr) {
+        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = counts.get_mut(&ip) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&ip);
+            }
+        }
+    }
+}
+
 /// Accepts connections until `shutdown` flips to true.
 pub async fn serve(listener: TcpListener, state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>) {
     let connection_ids = AtomicU64::new(0);
-    let max_connections = state.max_connections;
+    let limits = state.connection_limits.clone();
+    let max_connections = limits.max_connections;
     let permits = Arc::new(Semaphore::new(max_connections));
+    let per_ip = Arc::new(PerIpCounts::default());
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -38,14 +76,20 @@ pub async fn serve(listener: TcpListener, state: Arc<BrokerState>, mut shutdown:
             tracing::warn!(%peer, max_connections, "refusing connection: max.connections reached");
             continue;
         };
+        if !per_ip.try_add(peer.ip(), limits.max_connections_per_ip) {
+            tracing::warn!(%peer, limit = limits.max_connections_per_ip, "refusing connection: max.connections.per.ip reached");
+            continue;
+        }
         let id = connection_ids.fetch_add(1, Ordering::Relaxed);
         let state = state.clone();
         let shutdown = shutdown.clone();
+        let per_ip = per_ip.clone();
         tokio::spawn(async move {
             let _permit = permit;
             if let Err(reason) = handle_connection(stream, peer, id, state, shutdown).await {
                 tracing::info!(%peer, connection = id, "closing connection: {reason}");
             }
+            per_ip.remove(peer.ip());
         });
     }
 }
@@ -62,8 +106,12 @@ async fn handle_connection(
     let mut writer = BufWriter::new(writer);
     let mut response = BytesMut::new();
     loop {
+        let idle_timeout = state.connection_limits.idle_timeout;
         let frame = tokio::select! {
-            frame = read_frame(&mut reader, state.socket_request_max_bytes) => frame?,
+            frame = tokio::time::timeout(idle_timeout, read_frame(&mut reader, state.socket_request_max_bytes)) => match frame {
+                Ok(frame) => frame?,
+                Err(_) => return Err(format!("idle for connections.max.idle.ms={}", idle_timeout.as_millis())),
+            },
             _ = shutdown.changed() => return Ok(()),
         };
         let Some(frame) = frame else { return Ok(()) };

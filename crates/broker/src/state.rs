@@ -7,6 +7,7 @@ use crate::fetch_session::FetchSessionCache;
 use crate::groups::GroupCoordinator;
 use crate::partitions::PartitionManager;
 use crate::producer_ids::ProducerIdManager;
+use crate::server::ConnectionLimits;
 
 pub struct BrokerState {
     pub node_id: i32,
@@ -15,7 +16,7 @@ pub struct BrokerState {
     pub advertised_host: String,
     pub advertised_port: i32,
     pub socket_request_max_bytes: usize,
-    pub max_connections: usize,
+    pub connection_limits: ConnectionLimits,
     pub partitions: PartitionManager,
     pub groups: GroupCoordinator,
     pub producer_ids: ProducerIdManager,

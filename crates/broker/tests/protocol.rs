@@ -333,3 +333,45 @@ async fn producer_ids_are_never_handed_out_twice() {
     );
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn connection_limits_are_enforced() {
+    let settings = [("max.connections.per.ip", "2"), ("connections.max.idle.ms", "300")];
+    let broker = TestBroker::start_in(std::sync::Arc::new(tempfile::tempdir().unwrap()), &settings).await;
+    let mut first = Client::connect(&broker).await;
+    let mut second = Client::connect(&broker).await;
+    assert_eq!(first.call(&ApiVersionsRequest::default(), 3).await.error_code, 0);
+    assert_eq!(second.call(&ApiVersionsRequest::default(), 3).await.error_code, 0);
+    let mut third = TcpStream::connect(broker.address).await.unwrap();
+    let mut buffer = [0u8; 8];
+    let read = tokio::time::timeout(WAIT, third.read(&mut buffer))
+        .await
+        .expect("refused in time");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "a third connection from the same address is closed"
+    );
+
+    // Idle connections are closed after connections.max.idle.ms; a new one is then allowed.
+    let started = Instant::now();
+    let read = tokio::time::timeout(WAIT, first.stream.read(&mut buffer))
+        .await
+        .expect("closed in time");
+    assert!(matches!(read, Ok(0) | Err(_)));
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "not before the idle timeout"
+    );
+    drop(second);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut client = Client::connect(&broker).await;
+        client.send(&ApiVersionsRequest::default(), 3).await;
+        if client.receive_raw().await.is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the per-address count never dropped");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    broker.stop().await;
+}

@@ -64,7 +64,7 @@ impl TestBroker {
 }
 
 pub struct Client {
-    stream: TcpStream,
+    pub stream: TcpStream,
     correlation_id: i32,
 }
 
