@@ -54,6 +54,7 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("log.message.timestamp.after.max.ms", "3600000"),
     ("log.retention.hours", "168"),
     ("log.retention.bytes", "-1"),
+    ("log.retention.check.interval.ms", "300000"),
     ("log.cleanup.policy", "delete"),
     ("compression.type", "producer"),
     ("min.insync.replicas", "1"),
@@ -135,6 +136,7 @@ impl BrokerConfig {
             "max.connections",
             "max.connections.per.ip",
             "connections.max.idle.ms",
+            "log.retention.check.interval.ms",
         ] {
             if config.parse::<i64>(key)? <= 0 {
                 return Err(config.invalid(key, "must be > 0"));

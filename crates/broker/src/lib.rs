@@ -15,6 +15,7 @@ pub mod partitions;
 pub mod producer_ids;
 pub mod recompress;
 pub mod record_batch;
+pub mod retention;
 pub mod server;
 pub mod state;
 pub mod topic_config;
@@ -23,6 +24,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -77,7 +79,7 @@ impl Broker {
         let limits = server::ConnectionLimits {
             max_connections: config.parse::<usize>("max.connections")?.min(SEMAPHORE_MAX),
             max_connections_per_ip: config.parse::<usize>("max.connections.per.ip")?,
-            idle_timeout: std::time::Duration::from_millis(config.parse::<u64>("connections.max.idle.ms")?),
+            idle_timeout: Duration::from_millis(config.parse::<u64>("connections.max.idle.ms")?),
         };
         let cluster_id = load_cluster_id(&config.log_dir, node_id)?;
         let groups = GroupCoordinator::new(&config)?;
@@ -118,12 +120,16 @@ impl Broker {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), BrokerError> {
         let (stop, stopped) = watch::channel(false);
         let server = tokio::spawn(server::serve(self.listener, self.state.clone(), stopped.clone()));
+        let retention_interval =
+            Duration::from_millis(self.state.config().parse::<u64>("log.retention.check.interval.ms")?);
+        let retention = tokio::spawn(retention::run(self.state.clone(), retention_interval, stopped.clone()));
         let timers = tokio::spawn(group_timers(self.state.clone(), stopped));
         shutdown.await;
         tracing::info!("shutting down");
         let _ = stop.send(true);
         let _ = server.await;
         let _ = timers.await;
+        let _ = retention.await;
         // Groups that settled since the last timer tick keep their final state.
         api::groups::persist_settled_groups(&self.state).await;
         let state = self.state.clone();
@@ -136,7 +142,7 @@ impl Broker {
 }
 
 /// How often group sessions and rebalance deadlines are checked.
-const GROUP_TIMER_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+const GROUP_TIMER_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Expires group members and overdue rebalances, and writes settled groups' metadata.
 async fn group_timers(state: Arc<BrokerState>, mut stopped: watch::Receiver<bool>) {

@@ -27,6 +27,7 @@ mod group_commit;
 mod offset_index;
 mod read;
 mod recovery;
+mod retention;
 mod scan;
 mod segment;
 mod sim;

@@ -123,6 +123,11 @@ pub fn name(text: &str) -> TopicName {
 }
 
 pub fn batch(values: &[&str]) -> Bytes {
+    batch_at(values, 1_700_000_000_000)
+}
+
+/// A batch whose records are stamped `first_timestamp`, +1 ms, +2 ms, ...
+pub fn batch_at(values: &[&str], first_timestamp: i64) -> Bytes {
     let records: Vec<Record> = values
         .iter()
         .enumerate()
@@ -136,7 +141,7 @@ pub fn batch(values: &[&str]) -> Bytes {
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
             sequence: -1,
-            timestamp: 1_700_000_000_000 + i as i64,
+            timestamp: first_timestamp + i as i64,
             key: None,
             value: Some(Bytes::from(value.to_string())),
             headers: Default::default(),

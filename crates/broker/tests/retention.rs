@@ -1,0 +1,86 @@
+//! Retention over the wire: old segments of a topic with a short
+//! `retention.ms` go, and every client sees the log start offset move.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+async fn earliest(client: &mut Client, topic: &str) -> i64 {
+    let request = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![
+            ListOffsetsTopic::default().with_name(name(topic)).with_partitions(vec![
+                ListOffsetsPartition::default()
+                    .with_partition_index(0)
+                    .with_timestamp(-2),
+            ]),
+        ]);
+    client.call(&request, 8).await.topics[0].partitions[0].offset
+}
+
+#[tokio::test]
+async fn expired_segments_go_and_the_log_start_offset_follows() {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let broker = TestBroker::start_in(dir, &[("log.retention.check.interval.ms", "100")]).await;
+    let mut client = Client::connect(&broker).await;
+    let config = |k: &str, v: &str| {
+        CreatableTopicConfig::default()
+            .with_name(StrBytes::from_string(k.into()))
+            .with_value(Some(StrBytes::from_string(v.into())))
+    };
+    let topic = CreatableTopic::default()
+        .with_name(name("short-lived"))
+        .with_num_partitions(1)
+        .with_replication_factor(1)
+        // Each batch below starts a segment (its timestamps are more than segment.ms apart).
+        .with_configs(vec![config("retention.ms", "60000"), config("segment.ms", "1")]);
+    let created = client
+        .call(
+            &CreateTopicsRequest::default()
+                .with_topics(vec![topic])
+                .with_timeout_ms(5000),
+            7,
+        )
+        .await;
+    assert_eq!(created.topics[0].error_code, 0, "{:?}", created.topics[0].error_message);
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    for (values, timestamp) in [
+        (["old-1", "old-2"], now - 3_600_000),
+        (["old-3", "old-4"], now - 1_800_000),
+        (["new-1", "new-2"], now),
+    ] {
+        let response = client
+            .call(&produce_request("short-lived", 1, batch_at(&values, timestamp)), 9)
+            .await;
+        assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
+    }
+    let deadline = Instant::now() + WAIT;
+    while earliest(&mut client, "short-lived").await != 4 {
+        assert!(
+            Instant::now() < deadline,
+            "retention never deleted the expired segments"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let response = client.call(&fetch_request("short-lived", 0, 0), 12).await;
+    assert_eq!(
+        response.responses[0].partitions[0].error_code, 1,
+        "deleted offsets are out of range"
+    );
+    let response = client.call(&fetch_request("short-lived", 4, 0), 12).await;
+    assert_eq!(
+        values_of(response.responses[0].partitions[0].records.clone()),
+        ["new-1", "new-2"]
+    );
+    broker.stop().await;
+}
