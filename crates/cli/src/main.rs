@@ -8,6 +8,7 @@
 mod client;
 mod config_cmd;
 mod consume;
+mod perf;
 mod produce;
 mod start;
 mod topic;
@@ -41,6 +42,8 @@ enum Command {
     Consume(consume::ConsumeArgs),
     /// Describe and alter topic or broker configs.
     Config(config_cmd::ConfigArgs),
+    /// Measure produce and consume throughput and latency of any Kafka cluster.
+    Perf(perf::PerfArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
             Command::Produce(args) => produce::run(args).await,
             Command::Consume(args) => consume::run(args).await,
             Command::Config(args) => config_cmd::run(args).await,
+            Command::Perf(args) => perf::run(args).await,
         }
     });
     // Client threads of librdkafka may still be winding down; do not wait on them.

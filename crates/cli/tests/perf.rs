@@ -1,0 +1,161 @@
+//! `gregor perf` against a real `gregor start`: the counts it reports are
+//! the records that were really written and read back.
+
+mod common;
+
+use common::{Broker, stderr_of_failure, stdout_of, unique_topic};
+use serde_json::Value;
+
+/// Runs `gregor perf ARGS --json --quiet` against the broker and parses its summary.
+fn perf_json(broker: &Broker, args: &[&str]) -> Value {
+    let mut all = vec!["perf"];
+    all.extend_from_slice(args);
+    all.extend(["--json", "--quiet"]);
+    let stdout = stdout_of(&broker.gregor(&all, ""));
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|error| panic!("not one JSON object ({error}): {stdout}"))
+}
+
+#[test]
+fn produce_then_consume_report_every_record() {
+    let broker = Broker::start();
+    let topic = unique_topic("perf");
+    let produced = perf_json(
+        &broker,
+        &[
+            "produce",
+            "--topic",
+            &topic,
+            "--num-records",
+            "3000",
+            "--record-size",
+            "50",
+            "--partitions",
+            "3",
+            "--acks",
+            "all",
+            "--key-distribution",
+            "random:10",
+        ],
+    );
+    assert_eq!(produced["mode"], "produce");
+    assert_eq!(produced["records"], 3000, "{produced}");
+    assert_eq!(produced["bytes"], 150_000, "{produced}");
+    assert_eq!(produced["errors"], 0, "{produced}");
+    let latency = &produced["latency_ms"];
+    assert!(
+        latency["p50"].as_f64().unwrap() <= latency["p99"].as_f64().unwrap(),
+        "{produced}"
+    );
+    assert!(
+        latency["p99"].as_f64().unwrap() <= latency["max"].as_f64().unwrap(),
+        "{produced}"
+    );
+
+    let described = stdout_of(&broker.gregor(&["topic", "describe", &topic], ""));
+    assert!(
+        described.contains("PartitionCount: 3"),
+        "perf created the topic: {described}"
+    );
+
+    // Without --num-records, consume reads up to the end offsets of the start.
+    let consumed = perf_json(&broker, &["consume", "--topic", &topic]);
+    assert_eq!(consumed["mode"], "consume");
+    assert_eq!(consumed["records"], 3000, "{consumed}");
+    assert_eq!(consumed["bytes"], 150_000, "{consumed}");
+
+    let some = perf_json(&broker, &["consume", "--topic", &topic, "--num-records", "1000"]);
+    assert!(some["records"].as_u64().unwrap() >= 1000, "{some}");
+}
+
+#[test]
+fn the_human_summary_names_rates_and_latency_percentiles() {
+    let broker = Broker::start();
+    let topic = unique_topic("perf-text");
+    let output = broker.gregor(
+        &[
+            "perf",
+            "produce",
+            "--topic",
+            &topic,
+            "--num-records",
+            "500",
+            "--acks",
+            "1",
+        ],
+        "",
+    );
+    let stdout = stdout_of(&output);
+    assert!(stdout.starts_with("produce: 500 records in "), "{stdout}");
+    assert!(stdout.contains("records/s"), "{stdout}");
+    assert!(stdout.contains("delivery latency ms: p50 "), "{stdout}");
+    assert!(stdout.contains("p99.9"), "{stdout}");
+}
+
+#[test]
+fn a_target_rate_paces_the_producer() {
+    let broker = Broker::start();
+    let topic = unique_topic("perf-rate");
+    // 400 records at 2000/s take at least 0.2 s however fast the broker is.
+    let produced = perf_json(
+        &broker,
+        &[
+            "produce",
+            "--topic",
+            &topic,
+            "--num-records",
+            "400",
+            "--throughput",
+            "2000",
+            "--acks",
+            "1",
+        ],
+    );
+    assert_eq!(produced["records"], 400, "{produced}");
+    assert!(produced["elapsed_secs"].as_f64().unwrap() >= 0.19, "{produced}");
+}
+
+#[test]
+fn e2e_reads_back_every_acknowledged_record() {
+    let broker = Broker::start();
+    let topic = unique_topic("perf-e2e");
+    let summary = perf_json(
+        &broker,
+        &[
+            "e2e",
+            "--topic",
+            &topic,
+            "--num-records",
+            "600",
+            "--throughput",
+            "3000",
+            "--acks",
+            "1",
+        ],
+    );
+    assert_eq!(summary["mode"], "e2e");
+    assert_eq!(summary["records"], 600, "{summary}");
+    assert_eq!(summary["producer"]["records"], 600, "{summary}");
+    assert_eq!(summary["latency_kind"], "end-to-end");
+    assert!(summary["latency_ms"]["max"].as_f64().unwrap() > 0.0, "{summary}");
+}
+
+#[test]
+fn bad_options_fail_before_connecting() {
+    let broker = Broker::start();
+    let missing_count = broker.gregor(&["perf", "produce", "--topic", "t"], "");
+    assert!(stderr_of_failure(&missing_count).contains("--num-records"));
+    let tiny_e2e = broker.gregor(
+        &[
+            "perf",
+            "e2e",
+            "--topic",
+            "t",
+            "--num-records",
+            "1",
+            "--record-size",
+            "8",
+        ],
+        "",
+    );
+    assert!(stderr_of_failure(&tiny_e2e).contains("--record-size"));
+}
