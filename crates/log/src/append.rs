@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::checkpoint::{self, LOG_START_OFFSET_FILE};
+use crate::producer_state::{BatchMetadata, ProducerStateManager};
 use crate::segment::{IndexingState, Segment};
-use crate::{AppendInfo, Log, LogConfig, LogError, Result, TimestampType, lock, storage, validate};
+use crate::{AppendInfo, Log, LogConfig, LogError, Result, TimestampType, lock, producer_snapshot, storage, validate};
 
 impl Log {
     /// Errors when the log may not be written: closed, or offline after a
@@ -44,6 +45,10 @@ impl Log {
             });
         }
         let first_offset = self.log_end_offset();
+        let state = &mut *writer;
+        if let Some(original) = state.producers.prepare(&state.batches, first_offset)? {
+            return Ok(self.duplicate_info(&original, &config));
+        }
         let records: i64 = writer.batches.iter().map(|b| b.records_count as i64).sum();
         let last_offset = first_offset + records - 1;
         let max_timestamp = writer.batches.iter().map(|b| b.max_timestamp).max().unwrap_or(-1);
@@ -58,7 +63,9 @@ impl Log {
             last_offset,
             now_ms,
         ) {
-            active = self.roll(&config).map_err(|e| self.fail(e))?;
+            active = self
+                .roll(&config, &mut writer.producers, now_ms)
+                .map_err(|e| self.fail(e))?;
             writer.active = IndexingState::new(now_ms);
         }
         validate::assign_offsets(batches, &writer.batches, first_offset, leader_epoch);
@@ -86,6 +93,10 @@ impl Log {
             )
             .map_err(|e| self.fail(e))?;
         self.log_end_offset.store(last_offset + 1, Ordering::Release);
+        writer.producers.commit();
+        writer
+            .producers
+            .maybe_remove_expired(now_ms, config.producer_id_expiration_ms);
         let log_append_time_ms = match config.message_timestamp_type {
             TimestampType::CreateTime => -1,
             TimestampType::LogAppendTime => now_ms,
@@ -95,7 +106,24 @@ impl Log {
             last_offset,
             log_append_time_ms,
             log_start_offset: self.log_start_offset(),
+            duplicate: false,
         })
+    }
+
+    /// The answer to a retried batch: its original offsets, as Kafka gives
+    /// them. With LogAppendTime the stored max timestamp is the original
+    /// append time, which Kafka returns too.
+    fn duplicate_info(&self, original: &BatchMetadata, config: &LogConfig) -> AppendInfo {
+        AppendInfo {
+            base_offset: original.first_offset(),
+            last_offset: original.last_offset,
+            log_append_time_ms: match config.message_timestamp_type {
+                TimestampType::CreateTime => -1,
+                TimestampType::LogAppendTime => original.timestamp,
+            },
+            log_start_offset: self.log_start_offset(),
+            duplicate: true,
+        }
     }
 
     pub(crate) fn active_segment(&self) -> Arc<Segment> {
@@ -105,13 +133,22 @@ impl Log {
             .clone()
     }
 
-    /// Starts a new active segment at the log end offset. Called under the
-    /// append lock; the new files' directory entries are fsynced by the
-    /// next group commit, not here.
-    fn roll(&self, config: &LogConfig) -> std::io::Result<Arc<Segment>> {
+    /// Starts a new active segment at the log end offset, with a producer
+    /// snapshot at that offset (Kafka snapshots on roll). Called under the
+    /// append lock; the new files and their directory entries are fsynced by
+    /// the next group commit, not here.
+    fn roll(
+        &self,
+        config: &LogConfig,
+        producers: &mut ProducerStateManager,
+        now_ms: i64,
+    ) -> std::io::Result<Arc<Segment>> {
         let previous = self.active_segment();
         previous.on_become_inactive();
         let base_offset = self.log_end_offset();
+        producers.remove_expired(now_ms, config.producer_id_expiration_ms);
+        producer_snapshot::write(self.storage.as_ref(), &self.dir, base_offset, producers, false)?;
+        lock(&self.snapshots).insert(base_offset);
         let segment = Arc::new(Segment::create(
             self.storage.as_ref(),
             &self.dir,
@@ -164,6 +201,11 @@ impl Log {
                 .delete_files(self.storage.as_ref(), &self.dir)
                 .map_err(|e| self.fail(e))?;
         }
+        // The snapshots of deleted segments go with them (Kafka deletes a
+        // segment's snapshot with the segment).
+        let first_base = self.segments()[0].base_offset;
+        producer_snapshot::delete_below(self.storage.as_ref(), &self.dir, &mut lock(&self.snapshots), first_base)
+            .map_err(|e| self.fail(e))?;
         Ok(offset)
     }
 }

@@ -27,6 +27,9 @@ pub(crate) const ATTRIBUTES: usize = 21;
 pub(crate) const LAST_OFFSET_DELTA: usize = 23;
 pub(crate) const BASE_TIMESTAMP: usize = 27;
 pub(crate) const MAX_TIMESTAMP: usize = 35;
+pub(crate) const PRODUCER_ID: usize = 43;
+pub(crate) const PRODUCER_EPOCH: usize = 51;
+pub(crate) const BASE_SEQUENCE: usize = 53;
 pub(crate) const RECORDS_COUNT: usize = 57;
 /// Kafka's RECORD_BATCH_OVERHEAD: a batch with no records.
 pub(crate) const HEADER_SIZE: usize = 61;
@@ -37,6 +40,8 @@ pub(crate) const CURRENT_MAGIC: i8 = 2;
 
 pub(crate) const COMPRESSION_CODEC_MASK: i16 = 0x07;
 pub(crate) const TIMESTAMP_TYPE_MASK: i16 = 0x08;
+pub(crate) const TRANSACTIONAL_MASK: i16 = 0x10;
+pub(crate) const CONTROL_MASK: i16 = 0x20;
 /// Kafka's NO_TIMESTAMP.
 pub(crate) const NO_TIMESTAMP: i64 = -1;
 
@@ -63,6 +68,9 @@ pub(crate) struct BatchHeader {
     pub last_offset_delta: i32,
     pub base_timestamp: i64,
     pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
     pub records_count: i32,
 }
 
@@ -79,6 +87,9 @@ impl BatchHeader {
             last_offset_delta: i32_at(buf, LAST_OFFSET_DELTA),
             base_timestamp: i64_at(buf, BASE_TIMESTAMP),
             max_timestamp: i64_at(buf, MAX_TIMESTAMP),
+            producer_id: i64_at(buf, PRODUCER_ID),
+            producer_epoch: i16_at(buf, PRODUCER_EPOCH),
+            base_sequence: i32_at(buf, BASE_SEQUENCE),
             records_count: i32_at(buf, RECORDS_COUNT),
         }
     }
@@ -99,6 +110,14 @@ impl BatchHeader {
 
     pub fn compression_codec(&self) -> i16 {
         self.attributes & COMPRESSION_CODEC_MASK
+    }
+
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & TRANSACTIONAL_MASK != 0
+    }
+
+    pub fn is_control(&self) -> bool {
+        self.attributes & CONTROL_MASK != 0
     }
 
     /// Why a batch with this header cannot be framed from `available` bytes

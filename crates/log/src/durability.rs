@@ -8,7 +8,7 @@ use std::io;
 use std::sync::atomic::Ordering;
 
 use crate::checkpoint::{self, CLEAN_SHUTDOWN_FILE, LEADER_EPOCH_FILE, RECOVERY_POINT_FILE};
-use crate::{Log, LogError, Result, lock, storage};
+use crate::{Log, LogError, Result, lock, producer_snapshot, storage};
 
 impl Log {
     pub(crate) fn sync_offsets_below(&self, offset: i64) -> Result<()> {
@@ -68,6 +68,7 @@ impl Log {
             new_recovery_point = next.base_offset;
         }
         if new_recovery_point > *recovery_point {
+            self.sync_snapshots(*recovery_point, new_recovery_point)?;
             checkpoint::write_offset(
                 self.storage.as_ref(),
                 &self.dir,
@@ -75,8 +76,36 @@ impl Log {
                 new_recovery_point,
             )?;
             *recovery_point = new_recovery_point;
+            self.prune_snapshots(new_recovery_point)?;
         }
         Ok(())
+    }
+
+    /// Fsyncs the producer snapshots written on the rolls in
+    /// (`from`, `to`], whose segments' data is now durable.
+    fn sync_snapshots(&self, from: i64, to: i64) -> io::Result<()> {
+        let offsets: Vec<i64> = lock(&self.snapshots).range(from + 1..=to).copied().collect();
+        for offset in offsets {
+            match self
+                .storage
+                .open(&producer_snapshot::snapshot_path(&self.dir, offset), false)
+            {
+                Ok(file) => file.sync()?,
+                // Deleted meanwhile with its segment.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn prune_snapshots(&self, recovery_point: i64) -> io::Result<()> {
+        producer_snapshot::prune(
+            self.storage.as_ref(),
+            &self.dir,
+            &mut lock(&self.snapshots),
+            recovery_point,
+        )
     }
 
     pub(crate) fn flush_all(&self) -> Result<()> {
@@ -115,8 +144,27 @@ impl Log {
         for segment in self.segments().iter() {
             segment.flush_indexes().map_err(|e| self.fail(e))?;
         }
+        self.snapshot_on_close().map_err(|e| self.fail(e))?;
         let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);
         storage::write_atomically(self.storage.as_ref(), &marker, b"").map_err(|e| self.fail(e))?;
         Ok(())
+    }
+
+    /// Kafka's snapshot on close: the producer state at the log end offset,
+    /// durable before the clean shutdown marker, so the next open loads it
+    /// without scanning. The log is closed, so no append changes the state
+    /// while it is written outside the append lock.
+    fn snapshot_on_close(&self) -> io::Result<()> {
+        let log_end_offset = self.log_end_offset();
+        let state = {
+            let mut writer = lock(&self.writer);
+            let expiration_ms = self.config().producer_id_expiration_ms;
+            writer.producers.remove_expired(crate::now_ms(), expiration_ms);
+            producer_snapshot::encode(&writer.producers.entries())
+        };
+        let path = producer_snapshot::snapshot_path(&self.dir, log_end_offset);
+        storage::write_atomically(self.storage.as_ref(), &path, &state)?;
+        lock(&self.snapshots).insert(log_end_offset);
+        self.prune_snapshots(log_end_offset)
     }
 }

@@ -21,6 +21,19 @@ pub enum LogError {
     /// seen: the caller is a deposed leader (Kafka's FENCED_LEADER_EPOCH).
     #[error("leader epoch {epoch} is older than the log's latest leader epoch {latest_epoch}")]
     FencedLeaderEpoch { epoch: i32, latest_epoch: i32 },
+    /// An idempotent producer's batch does not continue its sequence: a
+    /// gap, or a new producer epoch not starting at 0 (Kafka's
+    /// OUT_OF_ORDER_SEQUENCE_NUMBER from `ProducerAppendInfo.checkSequence`).
+    #[error("out of order sequence number for producer {producer_id}: expected {expected}, found {found}")]
+    OutOfOrderSequence {
+        producer_id: i64,
+        expected: i32,
+        found: i32,
+    },
+    /// A batch from an older epoch of a producer than the log has seen: a
+    /// zombie producer (Kafka's INVALID_PRODUCER_EPOCH since 2.7).
+    #[error("producer {producer_id}'s epoch {epoch} is older than its current epoch {current}")]
+    InvalidProducerEpoch { producer_id: i64, epoch: i16, current: i16 },
     #[error("storage error: {0}")]
     Storage(#[from] std::io::Error),
 }
@@ -35,6 +48,8 @@ impl LogError {
             LogError::InvalidTimestamp(_) => 32,
             LogError::OffsetOutOfRange { .. } => 1,
             LogError::FencedLeaderEpoch { .. } => 74,
+            LogError::OutOfOrderSequence { .. } => 45,
+            LogError::InvalidProducerEpoch { .. } => 47,
             LogError::Storage(_) => 56,
         }
     }
@@ -70,6 +85,18 @@ mod tests {
             .code(),
             74
         );
+        let gap = LogError::OutOfOrderSequence {
+            producer_id: 1,
+            expected: 5,
+            found: 7,
+        };
+        assert_eq!(gap.code(), 45);
+        let zombie = LogError::InvalidProducerEpoch {
+            producer_id: 1,
+            epoch: 0,
+            current: 1,
+        };
+        assert_eq!(zombie.code(), 47);
         assert_eq!(LogError::offline("closed").code(), 56);
     }
 }

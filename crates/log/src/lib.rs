@@ -7,12 +7,15 @@
 //! blocking I/O threads.
 //!
 //! Code map: `validate` and `batch` (the append path's checks and header
-//! rewrites), `segment` with `offset_index`/`time_index` (over the lock-free
-//! `entries`), `scan` (batch header walks), `append`, `read`, `durability`
-//! (group commit, flush, close) with `group_commit`, `recovery` (open),
-//! `checkpoint` (the directory's small files), and `storage`/`sim` (the file
-//! system trait, on disk and in memory).
+//! rewrites), `producer_state` (the idempotent producer's sequence and epoch
+//! checks, duplicate detection) with `producer_snapshot` (its `.snapshot`
+//! files and rebuild on open), `segment` with `offset_index`/`time_index`
+//! (over the lock-free `entries`), `scan` (batch header walks), `append`,
+//! `read`, `durability` (group commit, flush, close) with `group_commit`,
+//! `recovery` (open), `checkpoint` (the directory's small files), and
+//! `storage`/`sim` (the file system trait, on disk and in memory).
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -25,6 +28,8 @@ mod entries;
 mod error;
 mod group_commit;
 mod offset_index;
+mod producer_snapshot;
+mod producer_state;
 mod read;
 mod recovery;
 mod retention;
@@ -41,11 +46,13 @@ mod validate;
 mod test_encoder;
 
 pub use error::LogError;
+pub use producer_state::ProducerStateEntry;
 pub use sim::SimStorage;
 pub use storage::{DiskStorage, Storage, StorageFile};
 
 use checkpoint::LeaderEpochCache;
 use group_commit::GroupCommit;
+use producer_state::ProducerStateManager;
 use segment::{IndexingState, Segment};
 use validate::ValidatedBatch;
 
@@ -78,6 +85,11 @@ pub struct LogConfig {
     pub message_timestamp_before_max_ms: i64,
     /// `message.timestamp.after.max.ms` (3600000 since Kafka 4.0)
     pub message_timestamp_after_max_ms: i64,
+    /// `producer.id.expiration.ms` (86400000, one day): a producer whose last
+    /// batch's timestamp is older is forgotten. Checked when the log opens,
+    /// before each producer snapshot, and by appends at most every
+    /// 10 minutes (Kafka's `producer.id.expiration.check.interval.ms`).
+    pub producer_id_expiration_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -91,6 +103,7 @@ impl Default for LogConfig {
             message_timestamp_type: TimestampType::CreateTime,
             message_timestamp_before_max_ms: i64::MAX,
             message_timestamp_after_max_ms: 3_600_000,
+            producer_id_expiration_ms: 86_400_000,
         }
     }
 }
@@ -103,6 +116,10 @@ pub struct AppendInfo {
     /// The log append time when the log uses LogAppendTime, else -1.
     pub log_append_time_ms: i64,
     pub log_start_offset: i64,
+    /// The append was an idempotent producer's retry of a batch the log
+    /// already holds: nothing was written, and the offsets (and, with
+    /// LogAppendTime, the append time) are the original batch's.
+    pub duplicate: bool,
 }
 
 /// A contiguous byte range of whole record batches inside one segment file.
@@ -158,7 +175,8 @@ pub struct TimestampOffset {
 /// pointer swap.
 ///
 /// Locks, in the order they may nest: `admin` (delete_records_before),
-/// `writer` (the append lock), then the short ones (`segments`, `config`).
+/// `writer` (the append lock), then the short ones (`segments`, `config`,
+/// `snapshots`).
 /// `flush_state` and the group commit's lock are never taken under `writer`,
 /// and no fsync runs under `writer`.
 pub struct Log {
@@ -180,6 +198,8 @@ pub struct Log {
     flush_state: Mutex<i64>,
     /// The leader epoch checkpoint was replaced but not yet fsynced.
     epochs_dirty: AtomicBool,
+    /// The offsets of the producer snapshot files in the directory.
+    snapshots: Mutex<BTreeSet<i64>>,
     /// Segment files were created but the directory not yet fsynced.
     dir_dirty: AtomicBool,
     closed: AtomicBool,
@@ -195,6 +215,7 @@ struct Writer {
     active: IndexingState,
     /// Reused across appends so validation allocates nothing per append.
     batches: Vec<ValidatedBatch>,
+    producers: ProducerStateManager,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -217,11 +238,19 @@ impl Log {
     /// Opens the log on the given storage (e.g. [`SimStorage`] in tests).
     pub fn open_with_storage(dir: impl Into<PathBuf>, config: LogConfig, storage: Arc<dyn Storage>) -> Result<Log> {
         let dir = dir.into();
-        let loaded = recovery::load(storage.as_ref(), &dir, &config, now_ms())?;
+        let now_ms = now_ms();
+        let loaded = recovery::load(storage.as_ref(), &dir, &config, now_ms)?;
         let log_end_offset = loaded
             .segments
             .last()
             .map_or(loaded.log_start_offset, |s| s.next_offset());
+        let (producers, snapshots) = producer_snapshot::load(
+            storage.as_ref(),
+            &dir,
+            &loaded.segments,
+            config.producer_id_expiration_ms,
+            now_ms,
+        )?;
         Ok(Log {
             dir,
             storage,
@@ -230,6 +259,7 @@ impl Log {
                 epochs: loaded.epochs,
                 active: loaded.active_state,
                 batches: Vec::new(),
+                producers,
             }),
             admin: Mutex::new(()),
             segments: Mutex::new(Arc::new(loaded.segments)),
@@ -242,6 +272,7 @@ impl Log {
             group_commit: GroupCommit::new(log_end_offset),
             flush_state: Mutex::new(loaded.recovery_point),
             epochs_dirty: AtomicBool::new(false),
+            snapshots: Mutex::new(snapshots),
             dir_dirty: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             failed: AtomicBool::new(false),
@@ -260,6 +291,11 @@ impl Log {
     /// Validates every batch in `batches` (one or more v2 record batches, as
     /// received), assigns offsets, stamps `leader_epoch` into each batch's
     /// partition leader epoch field, and appends. All or nothing.
+    ///
+    /// Batches with a producer id are checked against that producer's state
+    /// (OutOfOrderSequence, InvalidProducerEpoch); an append of one batch
+    /// that retries one of the producer's last 5 is not written again and
+    /// returns the original offsets with `duplicate` set.
     pub fn append(&self, batches: &mut [u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo> {
         self.append_batches(batches, leader_epoch, now_ms)
     }
@@ -310,6 +346,11 @@ impl Log {
     /// and deletes whole segments below it. Returns the new log start offset.
     pub fn delete_records_before(&self, offset: i64) -> Result<i64> {
         self.advance_log_start_offset(offset)
+    }
+    /// Every idempotent producer's state, ordered by producer id
+    /// (DescribeProducers). Waits for an append in progress.
+    pub fn producer_states(&self) -> Vec<ProducerStateEntry> {
+        lock(&self.writer).producers.describe()
     }
     /// Flushes, writes checkpoints and the clean-shutdown marker.
     pub fn close(&self) -> Result<()> {

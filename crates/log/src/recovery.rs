@@ -29,11 +29,6 @@ pub(crate) struct Loaded {
     pub active_state: IndexingState,
 }
 
-fn parse_segment_name(name: &str, extension: &str) -> Option<i64> {
-    let stem = name.strip_suffix(extension)?.strip_suffix('.')?;
-    (stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit())).then(|| stem.parse().ok())?
-}
-
 /// A checkpoint that cannot be read is treated as absent: recovery then
 /// does more work, never less.
 fn or_absent<T>(result: io::Result<Option<T>>, what: &str) -> Option<T> {
@@ -47,12 +42,15 @@ pub(crate) fn load(storage: &dyn Storage, dir: &Path, config: &LogConfig, now_ms
     storage.create_dir_all(dir)?;
     let clean_shutdown = storage.exists(&dir.join(CLEAN_SHUTDOWN_FILE));
     let names = storage.list_dir(dir)?;
-    let mut bases: Vec<i64> = names.iter().filter_map(|n| parse_segment_name(n, "log")).collect();
+    let mut bases: Vec<i64> = names
+        .iter()
+        .filter_map(|n| segment::parse_file_name(n, "log"))
+        .collect();
     bases.sort_unstable();
     for name in &names {
         let orphan_index = ["index", "timeindex"]
             .iter()
-            .filter_map(|ext| parse_segment_name(name, ext))
+            .filter_map(|ext| segment::parse_file_name(name, ext))
             .any(|base| bases.binary_search(&base).is_err());
         if orphan_index || name.ends_with(".tmp") || name.ends_with(".deleted") {
             storage.remove_file(&dir.join(name))?;
@@ -417,18 +415,5 @@ impl SegmentRecovery<'_> {
             None if epoch < last_epoch => Some(format!("leader epoch {epoch} after {last_epoch}")),
             _ => None,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn segment_names_are_twenty_digits() {
-        assert_eq!(parse_segment_name("00000000000000000042.log", "log"), Some(42));
-        assert_eq!(parse_segment_name("00000000000000000042.index", "log"), None);
-        assert_eq!(parse_segment_name("42.log", "log"), None);
-        assert_eq!(parse_segment_name("0000000000000000004x.log", "log"), None);
     }
 }

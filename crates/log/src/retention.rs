@@ -29,7 +29,9 @@ impl Log {
                 break;
             }
             let expired = retention_ms >= 0
-                && segment.max_timestamp().is_some_and(|newest| newest.timestamp < now_ms.saturating_sub(retention_ms));
+                && segment
+                    .max_timestamp()
+                    .is_some_and(|newest| newest.timestamp < now_ms.saturating_sub(retention_ms));
             let oversized = excess_bytes >= segment.size() as i64;
             if !expired && !oversized {
                 break;

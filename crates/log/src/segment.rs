@@ -20,6 +20,12 @@ pub(crate) fn file_name(base_offset: i64, extension: &str) -> String {
     format!("{base_offset:020}.{extension}")
 }
 
+/// The base offset a `<20 digits>.<extension>` file name carries.
+pub(crate) fn parse_file_name(name: &str, extension: &str) -> Option<i64> {
+    let stem = name.strip_suffix(extension)?.strip_suffix('.')?;
+    (stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit())).then(|| stem.parse().ok())?
+}
+
 pub(crate) fn segment_path(dir: &Path, base_offset: i64, extension: &str) -> PathBuf {
     dir.join(file_name(base_offset, extension))
 }
@@ -366,4 +372,19 @@ pub(crate) fn delete_segment_files(storage: &dyn Storage, dir: &Path, base_offse
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_are_twenty_digits() {
+        assert_eq!(file_name(42, "snapshot"), "00000000000000000042.snapshot");
+        assert_eq!(parse_file_name("00000000000000000042.log", "log"), Some(42));
+        assert_eq!(parse_file_name("00000000000000000042.index", "log"), None);
+        assert_eq!(parse_file_name("00000000000000000042.snapshot", "snapshot"), Some(42));
+        assert_eq!(parse_file_name("42.log", "log"), None);
+        assert_eq!(parse_file_name("0000000000000000004x.log", "log"), None);
+    }
 }

@@ -8,8 +8,6 @@ use crate::{LogConfig, LogError, Result, TimestampType};
 
 /// Compression codecs Kafka defines: none, gzip, snappy, lz4, zstd.
 const MAX_COMPRESSION_CODEC: i16 = 4;
-const BASE_SEQUENCE: usize = 53;
-const PRODUCER_ID: usize = 43;
 
 /// One batch of an append that passed validation, and what offset
 /// assignment will write into it.
@@ -29,6 +27,10 @@ pub(crate) struct ValidatedBatch {
     /// for uncompressed batches; 0 for compressed ones, which we do not
     /// decompress (a consumer seeking there still receives that record).
     pub max_timestamp_offset_delta: i32,
+    /// The idempotent producer's fields, for the producer state checks.
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
 }
 
 /// Validates every batch in `buf` into `out` (cleared first). Nothing is
@@ -87,8 +89,7 @@ fn validate_batch(bytes: &[u8], header: &BatchHeader, config: &LogConfig, now_ms
             header.last_offset_delta, header.records_count
         )));
     }
-    let producer_id = i64::from_be_bytes(bytes[PRODUCER_ID..PRODUCER_ID + 8].try_into().expect("8 bytes"));
-    let base_sequence = i32::from_be_bytes(bytes[BASE_SEQUENCE..BASE_SEQUENCE + 4].try_into().expect("4 bytes"));
+    let (producer_id, base_sequence) = (header.producer_id, header.base_sequence);
     if producer_id >= 0 && base_sequence < 0 {
         return Err(LogError::InvalidRecord(format!(
             "invalid base sequence {base_sequence} for producer id {producer_id}"
@@ -122,6 +123,9 @@ fn validate_batch(bytes: &[u8], header: &BatchHeader, config: &LogConfig, now_ms
         attributes,
         max_timestamp,
         max_timestamp_offset_delta,
+        producer_id,
+        producer_epoch: header.producer_epoch,
+        base_sequence,
     })
 }
 

@@ -11,7 +11,11 @@ const MINUTE: i64 = 60_000;
 
 /// A log with one segment per batch: batch i is stamped `NOW - (10 - i) minutes`.
 fn ten_segments(dir: &std::path::Path) -> Log {
-    let config = LogConfig { segment_bytes: 600, message_timestamp_before_max_ms: i64::MAX, ..LogConfig::default() };
+    let config = LogConfig {
+        segment_bytes: 600,
+        message_timestamp_before_max_ms: i64::MAX,
+        ..LogConfig::default()
+    };
     let log = Log::open(dir.join("t-0"), config).unwrap();
     for i in 0..10 {
         let mut bytes = batch(5, 80, NOW - (10 - i) * MINUTE);
@@ -25,7 +29,11 @@ fn ten_segments(dir: &std::path::Path) -> Log {
 fn time_retention_deletes_segments_whose_newest_record_is_too_old() {
     let dir = tempfile::tempdir().unwrap();
     let log = ten_segments(dir.path());
-    assert_eq!(log.apply_retention(60 * MINUTE, -1, NOW).unwrap(), None, "nothing is an hour old");
+    assert_eq!(
+        log.apply_retention(60 * MINUTE, -1, NOW).unwrap(),
+        None,
+        "nothing is an hour old"
+    );
     // Batches stamped 10..=6 minutes ago (offsets 0..25) are older than 5.5 minutes.
     let start = log.apply_retention(5 * MINUTE + MINUTE / 2, -1, NOW).unwrap();
     assert_eq!(start, Some(25));
@@ -36,7 +44,11 @@ fn time_retention_deletes_segments_whose_newest_record_is_too_old() {
     assert_eq!(log.apply_retention(0, -1, NOW + 60 * MINUTE).unwrap(), Some(45));
     drop(log);
     let reopened = Log::open(dir.path().join("t-0"), LogConfig::default()).unwrap();
-    assert_eq!(reopened.log_start_offset(), 45, "the new log start offset survives a restart");
+    assert_eq!(
+        reopened.log_start_offset(),
+        45,
+        "the new log start offset survives a restart"
+    );
 }
 
 #[test]
@@ -56,5 +68,9 @@ fn nothing_at_or_above_the_high_watermark_is_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let log = ten_segments(dir.path());
     log.set_high_watermark(12);
-    assert_eq!(log.apply_retention(0, -1, NOW).unwrap(), Some(10), "only segments wholly below the high watermark");
+    assert_eq!(
+        log.apply_retention(0, -1, NOW).unwrap(),
+        Some(10),
+        "only segments wholly below the high watermark"
+    );
 }

@@ -16,6 +16,7 @@ pub struct BatchSpec {
     /// transactional (bit 4), control (bit 5).
     pub attributes: i16,
     pub producer_id: i64,
+    pub producer_epoch: i16,
     pub base_sequence: i32,
 }
 
@@ -27,6 +28,7 @@ impl BatchSpec {
             seed: records as u8,
             attributes: 0,
             producer_id: -1,
+            producer_epoch: -1,
             base_sequence: -1,
         }
     }
@@ -83,7 +85,7 @@ pub fn encode(spec: &BatchSpec) -> Vec<u8> {
     b.extend_from_slice(&base_timestamp.to_be_bytes());
     b.extend_from_slice(&max_timestamp.to_be_bytes());
     b.extend_from_slice(&spec.producer_id.to_be_bytes());
-    b.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
+    b.extend_from_slice(&spec.producer_epoch.to_be_bytes());
     b.extend_from_slice(&spec.base_sequence.to_be_bytes());
     b.extend_from_slice(&(count as i32).to_be_bytes());
     b.extend_from_slice(&records);
@@ -95,6 +97,21 @@ pub fn encode(spec: &BatchSpec) -> Vec<u8> {
 /// `first_timestamp`.
 pub fn batch(records: usize, value_size: usize, first_timestamp: i64) -> Vec<u8> {
     encode(&BatchSpec::new(records, value_size, first_timestamp))
+}
+
+/// An idempotent producer's batch of `records` records of 10 bytes.
+pub fn idempotent(
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+    records: usize,
+    first_timestamp: i64,
+) -> Vec<u8> {
+    let mut spec = BatchSpec::new(records, 10, first_timestamp);
+    spec.producer_id = producer_id;
+    spec.producer_epoch = producer_epoch;
+    spec.base_sequence = base_sequence;
+    encode(&spec)
 }
 
 /// A batch of about `size` bytes holding `records` records.
@@ -119,6 +136,9 @@ pub struct Header {
     pub attributes: i16,
     pub last_offset_delta: i32,
     pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
     pub records: i32,
 }
 
@@ -139,6 +159,9 @@ pub fn header(b: &[u8]) -> Header {
         attributes: i16::from_be_bytes([b[21], b[22]]),
         last_offset_delta: i32_at(23),
         max_timestamp: i64_at(35),
+        producer_id: i64_at(43),
+        producer_epoch: i16::from_be_bytes([b[51], b[52]]),
+        base_sequence: i32_at(53),
         records: i32_at(57),
     }
 }
