@@ -59,6 +59,7 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("compression.type", "producer"),
     ("min.insync.replicas", "1"),
     ("delete.topic.enable", "true"),
+    ("producer.id.expiration.ms", "86400000"),
 ];
 
 impl BrokerConfig {
@@ -137,6 +138,7 @@ impl BrokerConfig {
             "max.connections.per.ip",
             "connections.max.idle.ms",
             "log.retention.check.interval.ms",
+            "producer.id.expiration.ms",
         ] {
             if config.parse::<i64>(key)? <= 0 {
                 return Err(config.invalid(key, "must be > 0"));

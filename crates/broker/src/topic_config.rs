@@ -306,6 +306,8 @@ pub fn log_config(overrides: &BTreeMap<String, String>, broker: &BrokerConfig) -
         },
         message_timestamp_before_max_ms: number("message.timestamp.before.max.ms"),
         message_timestamp_after_max_ms: number("message.timestamp.after.max.ms"),
+        // A broker-wide setting in Kafka, not a topic configuration.
+        producer_id_expiration_ms: broker.parse::<i64>("producer.id.expiration.ms").unwrap_or(86_400_000),
     }
 }
 
