@@ -2,19 +2,24 @@
 //! reopens (clean, crashed, power cut) and log start offset moves, checked
 //! against a model: offsets dense and increasing, reads return exactly the
 //! appended bytes, index lookups agree with a linear scan, timestamp lookups
-//! agree with a scan.
+//! agree with a scan, and idempotent producers' state follows their batches
+//! (in sequence appends succeed, retries of the last batch are answered with
+//! its offsets, the state survives every kind of reopen).
 
 #[path = "common/encoder.rs"]
 mod encoder;
 
 use std::sync::Arc;
 
+use encoder::Header;
 use encoder::{BatchSpec, encode, header, split_batches};
 use gregor_log::{Log, LogConfig, SimStorage, Storage, TimestampOffset, TimestampType};
 use proptest::prelude::*;
 
 const NOW: i64 = 1_700_000_000_000;
 const DIR: &str = "/logs/prop-0";
+/// Producer ids of the idempotent producers: this plus 0 or 1.
+const FIRST_PRODUCER_ID: i64 = 7000;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -23,6 +28,12 @@ enum Op {
         timestamps: Vec<i64>,
         value_size: usize,
         new_epoch: bool,
+        /// An idempotent producer (0 or 1) and whether it bumps its epoch.
+        producer: Option<(u8, bool)>,
+    },
+    /// An idempotent producer resends its last batch.
+    Retry {
+        producer: u8,
     },
     /// Moves the clock past segment.ms, so the next append rolls.
     Tick,
@@ -46,8 +57,14 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        8 => (prop::collection::vec(-50i64..500, 1..5), 0usize..400, prop::bool::weighted(0.1))
-            .prop_map(|(timestamps, value_size, new_epoch)| Op::Append { timestamps, value_size, new_epoch }),
+        8 => (
+            prop::collection::vec(-50i64..500, 1..5),
+            0usize..400,
+            prop::bool::weighted(0.1),
+            prop::option::weighted(0.5, (0u8..2, prop::bool::weighted(0.1))),
+        )
+            .prop_map(|(timestamps, value_size, new_epoch, producer)| Op::Append { timestamps, value_size, new_epoch, producer }),
+        2 => (0u8..2).prop_map(|producer| Op::Retry { producer }),
         1 => Just(Op::Tick),
         2 => Just(Op::Sync),
         1 => Just(Op::Flush),
@@ -70,9 +87,29 @@ struct Model {
     log_end_offset: i64,
     synced: i64,
     epoch: i32,
+    /// Every idempotent producer's batch as stored, in offset order: those
+    /// below the log start offset too, as long as no power cut lost them.
+    produced: Vec<Vec<u8>>,
 }
 
 impl Model {
+    /// The producer's last batch the log has.
+    fn last_of(&self, producer_id: i64) -> Option<&Vec<u8>> {
+        self.produced
+            .iter()
+            .rev()
+            .find(|b| header(b).producer_id == producer_id)
+    }
+
+    /// The producer's epoch and base sequence for its next batch.
+    fn next_for(&self, producer_id: i64, new_epoch: bool) -> (i16, i32) {
+        match self.last_of(producer_id).map(|b| header(b)) {
+            None => (0, 0),
+            Some(h) if new_epoch => (h.producer_epoch + 1, 0),
+            Some(h) => (h.producer_epoch, h.base_sequence + h.last_offset_delta + 1),
+        }
+    }
+
     fn visible(&self) -> impl Iterator<Item = &Vec<u8>> {
         self.batches
             .iter()
@@ -110,18 +147,29 @@ impl Harness {
                 timestamps,
                 value_size,
                 new_epoch,
+                producer,
             } => {
                 let mut spec = BatchSpec::new(timestamps.len(), value_size, 0);
                 spec.timestamps = timestamps.iter().map(|t| NOW + t).collect();
                 spec.seed = self.model.log_end_offset as u8;
+                if let Some((index, new_producer_epoch)) = producer {
+                    spec.producer_id = FIRST_PRODUCER_ID + index as i64;
+                    (spec.producer_epoch, spec.base_sequence) =
+                        self.model.next_for(spec.producer_id, new_producer_epoch);
+                }
                 let mut b = encode(&spec);
                 self.model.epoch += new_epoch as i32;
                 let info = self.log.append(&mut b, self.model.epoch, self.now).unwrap();
+                assert!(!info.duplicate);
                 assert_eq!(info.base_offset, self.model.log_end_offset, "offsets are dense");
                 assert_eq!(info.last_offset, info.base_offset + timestamps.len() as i64 - 1);
                 self.model.log_end_offset = info.last_offset + 1;
+                if producer.is_some() {
+                    self.model.produced.push(b.clone());
+                }
                 self.model.batches.push(b);
             }
+            Op::Retry { producer } => self.retry(FIRST_PRODUCER_ID + producer as i64),
             Op::Tick => self.now += self.config.segment_ms + 1,
             Op::Sync => {
                 self.log.sync_to(self.model.log_end_offset).unwrap();
@@ -165,6 +213,7 @@ impl Harness {
                 self.storage.power_cut();
                 let model = &mut self.model;
                 model.batches.retain(|b| header(b).last_offset() < model.synced);
+                model.produced.retain(|b| header(b).last_offset() < model.synced);
                 model.log_end_offset = model.synced;
                 if model.log_start_offset > model.log_end_offset {
                     // The start offset was checkpointed beyond what survived.
@@ -176,6 +225,56 @@ impl Harness {
             }
         }
         self.check_invariants();
+    }
+
+    fn retry(&mut self, producer_id: i64) {
+        let Some(original) = self.model.last_of(producer_id).cloned() else {
+            return;
+        };
+        let h = header(&original);
+        let mut resent = original.clone();
+        let info = self.log.append(&mut resent, self.model.epoch, self.now).unwrap();
+        if info.duplicate {
+            assert_eq!((info.base_offset, info.last_offset), (h.base_offset, h.last_offset()));
+            if self.config.message_timestamp_type == TimestampType::LogAppendTime {
+                assert_eq!(info.log_append_time_ms, h.max_timestamp, "the original append time");
+            }
+            return;
+        }
+        // Only a producer whose batches all went with deleted segments may be
+        // forgotten; its resent batch is then a new one.
+        assert!(
+            h.last_offset() < self.first_segment_base(),
+            "a retry of offset {} was written again",
+            h.base_offset
+        );
+        assert_eq!(info.base_offset, self.model.log_end_offset);
+        self.model.log_end_offset = info.last_offset + 1;
+        self.model.produced.push(resent.clone());
+        self.model.batches.push(resent);
+    }
+
+    fn first_segment_base(&self) -> i64 {
+        self.segment_bases().into_iter().min().unwrap()
+    }
+
+    /// The log's producer state matches the model's last batch of each
+    /// producer, unless that batch went with a deleted segment (the state
+    /// may then have been forgotten on a reopen).
+    fn check_producers(&self) {
+        let states = self.log.producer_states();
+        for producer_id in [FIRST_PRODUCER_ID, FIRST_PRODUCER_ID + 1] {
+            let state = states.iter().find(|s| s.producer_id == producer_id);
+            let Some(last) = self.model.last_of(producer_id).map(|b| header(b)) else {
+                assert_eq!(state, None);
+                continue;
+            };
+            let expected = |h: &Header| (h.producer_epoch, h.base_sequence + h.last_offset_delta, h.last_offset());
+            let got = state.map(|s| (s.producer_epoch, s.last_sequence, s.last_offset));
+            if got.is_some() || last.last_offset() >= self.first_segment_base() {
+                assert_eq!(got, Some(expected(&last)), "producer {producer_id}");
+            }
+        }
     }
 
     fn check_read(&self, at: u16, max_bytes: usize, below_high_watermark: bool) {
@@ -225,6 +324,7 @@ impl Harness {
     }
 
     fn check_invariants(&self) {
+        self.check_producers();
         let model = &self.model;
         assert_eq!(self.log.log_end_offset(), model.log_end_offset);
         assert_eq!(self.log.log_start_offset(), model.log_start_offset);
@@ -288,6 +388,8 @@ fn small_config() -> LogConfig {
         segment_bytes: 3000,
         index_interval_bytes: 200,
         segment_ms: 60_000,
+        // The records' timestamps are from 2023: no expiry.
+        producer_id_expiration_ms: i64::MAX,
         ..LogConfig::default()
     }
 }
