@@ -134,5 +134,19 @@ def test_topic_administration(bootstrap, topic_name):
     configs = list(described.values())[0].result(timeout=TIMEOUT_S)
     assert configs["retention.ms"].value == "3600000"
 
+    invalid = ConfigResource(ConfigResource.Type.TOPIC, topic_name, set_config={"retention.ms": "soon"})
+    try:
+        client.alter_configs([invalid])[invalid].result(timeout=TIMEOUT_S)
+        raise AssertionError("an invalid config value was accepted")
+    except KafkaException as error:
+        assert error.args[0].code() == KafkaError.INVALID_CONFIG
+
     client.delete_topics([topic_name])[topic_name].result(timeout=TIMEOUT_S)
     wait_until(lambda: topic_name not in client.list_topics(timeout=TIMEOUT_S).topics, what="the topic to be gone")
+
+    missing = ConfigResource(ConfigResource.Type.TOPIC, topic_name)
+    try:
+        client.describe_configs([missing])[missing].result(timeout=TIMEOUT_S)
+        raise AssertionError("the configs of a deleted topic were described")
+    except KafkaException as error:
+        assert error.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART

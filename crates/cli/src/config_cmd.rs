@@ -1,21 +1,16 @@
 //! `gregor config describe|alter`: topic and broker configs through Kafka's
-//! DescribeConfigs and AlterConfigs.
-//!
-//! AlterConfigs (unlike IncrementalAlterConfigs, which librdkafka's Rust
-//! binding does not expose) replaces every dynamic config of a resource, so
-//! `alter` reads the current overrides first, applies `--set`/`--delete` to
-//! them, and writes the whole set back, as Kafka's own `kafka-configs` did
-//! before KIP-339.
+//! DescribeConfigs and IncrementalAlterConfigs (KIP-339), which changes only
+//! the keys given, as Kafka's own `kafka-configs` does.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use anyhow::{Result, anyhow, bail};
-use rdkafka::admin::{AdminClient, AlterConfig, ConfigEntry, ConfigResource, ConfigSource, ResourceSpecifier};
+use rdkafka::admin::{AdminClient, ConfigEntry, ConfigSource, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 use crate::client::{ClientArgs, topic_error};
+use crate::config_admin::{self, AdminError, AlterOp};
 
 #[derive(clap::Args, Debug)]
 pub struct ConfigArgs {
@@ -97,21 +92,18 @@ struct AlterArgs {
 
 pub async fn run(args: ConfigArgs) -> Result<()> {
     match args.command {
-        ConfigCommand::Describe(args) => describe(args).await,
-        ConfigCommand::Alter(args) => alter(args).await,
+        ConfigCommand::Describe(args) => describe(args),
+        ConfigCommand::Alter(args) => alter(args),
     }
 }
 
-async fn describe(args: DescribeArgs) -> Result<()> {
+fn describe(args: DescribeArgs) -> Result<()> {
     let admin = args.client.admin()?;
-    let resource = describe_configs(&args.client, &admin, args.resource.specifier()).await?;
-    let mut entries: Vec<&ConfigEntry> = resource
-        .entries
-        .iter()
-        .filter(|entry| args.all || is_override(entry, args.resource.specifier()))
-        .collect();
+    let specifier = args.resource.specifier();
+    let mut entries = describe_configs(&args.client, &admin, specifier)?;
+    entries.retain(|entry| args.all || is_override(entry, specifier));
     entries.sort_by(|a, b| a.name.cmp(&b.name));
-    for entry in entries {
+    for entry in &entries {
         if args.all {
             println!("{}\t({})", format_entry(entry), source_name(&entry.source));
         } else {
@@ -121,72 +113,67 @@ async fn describe(args: DescribeArgs) -> Result<()> {
     Ok(())
 }
 
-async fn alter(args: AlterArgs) -> Result<()> {
+fn alter(args: AlterArgs) -> Result<()> {
     if args.set.is_empty() && args.delete.is_empty() {
         bail!("nothing to alter: give --set KEY=VALUE or --delete KEY");
     }
     let specifier = args.resource.specifier();
     let admin = args.client.admin()?;
-    let current = describe_configs(&args.client, &admin, specifier).await?;
-    let mut overrides = BTreeMap::new();
-    for entry in current.entries.iter().filter(|entry| is_override(entry, specifier)) {
-        let Some(value) = &entry.value else {
-            bail!(
-                "{} has a sensitive override '{}' that AlterConfigs would drop; change it with a tool that \
-                 supports IncrementalAlterConfigs",
-                args.resource,
-                entry.name
-            );
-        };
-        overrides.insert(entry.name.as_str(), value.as_str());
-    }
-    for key in &args.delete {
-        if overrides.remove(key.as_str()).is_none() {
-            bail!("{} has no override for '{key}' to delete", args.resource);
+    if !args.delete.is_empty() {
+        // Like kafka-configs: deleting a key that is not overridden is a mistake worth reporting.
+        let current = describe_configs(&args.client, &admin, specifier)?;
+        for key in &args.delete {
+            if !current
+                .iter()
+                .any(|entry| entry.name == *key && is_override(entry, specifier))
+            {
+                bail!("{} has no override for '{key}' to delete", args.resource);
+            }
         }
     }
-    for (key, value) in &args.set {
-        overrides.insert(key, value);
-    }
-    let mut alter = AlterConfig::new(specifier);
-    for (key, value) in overrides {
-        alter = alter.set(key, value);
-    }
-    let results = admin
-        .alter_configs([&alter], &args.client.admin_options())
-        .await
-        .map_err(|error| args.client.kafka_error(error, args.resource.topic.as_deref()))?;
-    for result in results {
-        if let Err((_, code)) = result {
-            return Err(resource_error(&args.resource, code));
-        }
-    }
+    let ops: Vec<AlterOp<'_>> = args
+        .delete
+        .iter()
+        .map(|key| AlterOp::Delete(key))
+        .chain(args.set.iter().map(|(key, value)| AlterOp::Set(key, value)))
+        .collect();
+    config_admin::incremental_alter_configs(admin.inner(), specifier, &ops, args.client.request_timeout())
+        .map_err(|error| admin_error(&args.client, specifier, error))?;
     println!("Completed updating config for {}.", args.resource);
     Ok(())
 }
 
-/// The configs of one resource, failing with Kafka's error for it.
-pub async fn describe_configs(
+/// Every config of one resource, failing with Kafka's error for it.
+pub fn describe_configs(
     client: &ClientArgs,
     admin: &AdminClient<DefaultClientContext>,
     specifier: ResourceSpecifier<'_>,
-) -> Result<ConfigResource> {
-    let topic = match specifier {
-        ResourceSpecifier::Topic(topic) => Some(topic),
-        _ => None,
-    };
-    let results = admin
-        .describe_configs([&specifier], &client.admin_options())
-        .await
-        .map_err(|error| client.kafka_error(error, topic))?;
-    match results.into_iter().next() {
-        Some(Ok(resource)) => Ok(resource),
-        Some(Err(code)) => Err(match specifier {
-            ResourceSpecifier::Topic(topic) => topic_error(topic, code),
-            ResourceSpecifier::Broker(broker) => anyhow!("broker {broker}: {code}"),
-            ResourceSpecifier::Group(group) => anyhow!("group '{group}': {code}"),
-        }),
-        None => bail!("the cluster answered DescribeConfigs with no result"),
+) -> Result<Vec<ConfigEntry>> {
+    config_admin::describe_configs(admin.inner(), specifier, client.request_timeout())
+        .map_err(|error| admin_error(client, specifier, error))
+}
+
+/// One readable line for a failed config request about `specifier`.
+fn admin_error(client: &ClientArgs, specifier: ResourceSpecifier<'_>, error: AdminError) -> anyhow::Error {
+    match (specifier, error) {
+        (_, AdminError::Local(message)) => anyhow!(message),
+        (ResourceSpecifier::Topic(topic), AdminError::Request(code, _)) => {
+            client.kafka_error(KafkaError::AdminOp(code), Some(topic))
+        }
+        (_, AdminError::Request(code, _)) => client.kafka_error(KafkaError::AdminOp(code), None),
+        // Codes with a sentence of their own; otherwise the broker's message says most.
+        (
+            ResourceSpecifier::Topic(topic),
+            AdminError::Resource(
+                code @ (RDKafkaErrorCode::UnknownTopicOrPartition
+                | RDKafkaErrorCode::InvalidTopic
+                | RDKafkaErrorCode::TopicAuthorizationFailed),
+                _,
+            ),
+        ) => topic_error(topic, code),
+        (ResourceSpecifier::Topic(topic), error) => anyhow!("topic '{topic}': {error}"),
+        (ResourceSpecifier::Broker(broker), error) => anyhow!("broker {broker}: {error}"),
+        (ResourceSpecifier::Group(group), error) => anyhow!("group '{group}': {error}"),
     }
 }
 
@@ -219,12 +206,5 @@ fn source_name(source: &ConfigSource) -> &'static str {
         ConfigSource::DynamicDefaultBroker => "DYNAMIC_DEFAULT_BROKER_CONFIG",
         ConfigSource::StaticBroker => "STATIC_BROKER_CONFIG",
         ConfigSource::Default => "DEFAULT_CONFIG",
-    }
-}
-
-fn resource_error(resource: &Resource, code: RDKafkaErrorCode) -> anyhow::Error {
-    match &resource.topic {
-        Some(topic) => topic_error(topic, code),
-        None => anyhow!("{resource}: {code}"),
     }
 }

@@ -6,6 +6,7 @@
 //! exit code; logs go to stderr through `tracing` (filter with `RUST_LOG`).
 
 mod client;
+mod config_admin;
 mod config_cmd;
 mod consume;
 mod perf;

@@ -180,9 +180,8 @@ async fn describe(args: DescribeArgs) -> Result<()> {
     topics.sort_unstable_by_key(|topic| topic.name());
     for topic in topics {
         let specifier = ResourceSpecifier::Topic(topic.name());
-        let configs = describe_configs(&args.client, &admin, specifier).await?;
+        let configs = describe_configs(&args.client, &admin, specifier)?;
         let mut overrides: Vec<String> = configs
-            .entries
             .iter()
             .filter(|entry| is_override(entry, specifier))
             .map(format_entry)
