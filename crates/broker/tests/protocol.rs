@@ -375,3 +375,39 @@ async fn connection_limits_are_enforced() {
     }
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn idempotent_retries_are_stored_once_and_gaps_refused() {
+    let broker = TestBroker::start().await;
+    let mut client = Client::connect(&broker).await;
+    create_topic(&mut client, "exactly", 1).await;
+    let producer = client
+        .call(&InitProducerIdRequest::default().with_transaction_timeout_ms(60_000), 4)
+        .await;
+    let id = producer.producer_id.0;
+    let first = idempotent_batch(&["a", "b"], (id, 0, 0));
+    let offsets: Vec<(i16, i64)> = {
+        let mut offsets = Vec::new();
+        for records in [first.clone(), first, idempotent_batch(&["c"], (id, 0, 2))] {
+            let response = client.call(&produce_request("exactly", -1, records), 9).await;
+            let partition = &response.responses[0].partition_responses[0];
+            offsets.push((partition.error_code, partition.base_offset));
+        }
+        offsets
+    };
+    assert_eq!(offsets, [(0, 0), (0, 0), (0, 2)], "the retry gets the original offset");
+    let gap = client
+        .call(&produce_request("exactly", -1, idempotent_batch(&["e"], (id, 0, 9))), 9)
+        .await;
+    assert_eq!(
+        gap.responses[0].partition_responses[0].error_code, 45,
+        "OUT_OF_ORDER_SEQUENCE_NUMBER"
+    );
+    let fetched = client.call(&fetch_request("exactly", 0, 0), 12).await;
+    assert_eq!(
+        values_of(fetched.responses[0].partitions[0].records.clone()),
+        ["a", "b", "c"],
+        "stored once, in order"
+    );
+    broker.stop().await;
+}

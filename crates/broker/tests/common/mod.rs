@@ -128,6 +128,19 @@ pub fn batch(values: &[&str]) -> Bytes {
 
 /// A batch whose records are stamped `first_timestamp`, +1 ms, +2 ms, ...
 pub fn batch_at(values: &[&str], first_timestamp: i64) -> Bytes {
+    encode_batch(values, first_timestamp, (-1, -1, -1))
+}
+
+/// An idempotent producer's batch: (producer id, epoch, first sequence).
+pub fn idempotent_batch(values: &[&str], producer: (i64, i16, i32)) -> Bytes {
+    encode_batch(values, 1_700_000_000_000, producer)
+}
+
+fn encode_batch(
+    values: &[&str],
+    first_timestamp: i64,
+    (producer_id, producer_epoch, base_sequence): (i64, i16, i32),
+) -> Bytes {
     let records: Vec<Record> = values
         .iter()
         .enumerate()
@@ -136,11 +149,15 @@ pub fn batch_at(values: &[&str], first_timestamp: i64) -> Bytes {
             control: false,
             delete_horizon: false,
             partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id,
+            producer_epoch,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: -1,
+            sequence: if base_sequence < 0 {
+                -1
+            } else {
+                base_sequence + i as i32
+            },
             timestamp: first_timestamp + i as i64,
             key: None,
             value: Some(Bytes::from(value.to_string())),
