@@ -53,6 +53,7 @@ pub const SUPPORTED_APIS: &[ApiKey] = &[
     ApiKey::OffsetFetch,
     ApiKey::OffsetDelete,
     ApiKey::InitProducerId,
+    ApiKey::DescribeProducers,
     ApiKey::ConsumerGroupHeartbeat,
     ApiKey::ConsumerGroupDescribe,
 ];
@@ -103,6 +104,9 @@ pub async fn handle(state: &Arc<BrokerState>, request: &Request<'_>, body: Reque
         RequestKind::OffsetDelete(body) => ResponseKind::OffsetDelete(offsets::delete(state, body).await),
         RequestKind::InitProducerId(body) => {
             ResponseKind::InitProducerId(transactions::init_producer_id(state, body).await)
+        }
+        RequestKind::DescribeProducers(body) => {
+            ResponseKind::DescribeProducers(transactions::describe_producers(state, body).await)
         }
         RequestKind::ConsumerGroupHeartbeat(body) => {
             ResponseKind::ConsumerGroupHeartbeat(consumer_group::heartbeat(state, request, body))
