@@ -15,6 +15,16 @@ fn group_member(broker: &Broker, group: &str) -> BaseConsumer {
     ])
 }
 
+/// A member of a KIP-848 group: the broker assigns partitions through
+/// ConsumerGroupHeartbeat instead of JoinGroup/SyncGroup.
+fn next_generation_member(broker: &Broker, group: &str) -> BaseConsumer {
+    broker.consumer(&[
+        ("group.id", group),
+        ("group.protocol", "consumer"),
+        ("auto.offset.reset", "earliest"),
+    ])
+}
+
 #[tokio::test]
 async fn a_group_member_consumes_every_partition_and_commits() {
     let broker = Broker::start();
@@ -67,6 +77,37 @@ async fn a_new_member_resumes_from_the_committed_offset() {
         let member = group_member(&broker, &group);
         member.subscribe(&[&topic]).expect("subscribe");
         assert_eq!(payloads(&poll_messages(&member, 1)), ["4"]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn kip_848_members_share_the_partitions_and_commit() {
+    let broker = Broker::start();
+    bounded(3, async {
+        let topic = unique_topic("kip848");
+        let group = unique_topic("kip848-id");
+        create_topic(&broker, &topic, 4, &[]).await;
+        let producer = broker.producer(&[]);
+        for partition in 0..4 {
+            produce_values(&producer, &topic, partition, &[&format!("p{partition}")]).await;
+        }
+        let member = next_generation_member(&broker, &group);
+        member.subscribe(&[&topic]).expect("subscribe");
+        let mut values = payloads(&poll_messages(&member, 4));
+        values.sort();
+        assert_eq!(values, ["p0", "p1", "p2", "p3"]);
+        member.commit_consumer_state(CommitMode::Sync).expect("commit");
+        drop(member);
+
+        produce_values(&producer, &topic, 2, &["later"]).await;
+        let member = next_generation_member(&broker, &group);
+        member.subscribe(&[&topic]).expect("subscribe");
+        assert_eq!(
+            payloads(&poll_messages(&member, 1)),
+            ["later"],
+            "resumes after the committed offsets"
+        );
     })
     .await;
 }

@@ -401,3 +401,52 @@ async fn acks_zero_and_one_are_served() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_idempotent_producer_writes_each_record_once_in_order() {
+    let broker = Broker::start();
+    bounded(3, async {
+        let topic = unique_topic("idempotent");
+        create_topic(&broker, &topic, 3, &[]).await;
+        // Idempotence (KIP-98): InitProducerId, then sequence numbers per partition,
+        // with up to 5 batches in flight per connection.
+        let producer = broker.producer(&[
+            ("enable.idempotence", "true"),
+            ("linger.ms", "2"),
+            ("batch.num.messages", "20"),
+        ]);
+        let values: Vec<String> = (0..600).map(|i| format!("{i}")).collect();
+        let deliveries: Vec<_> = values
+            .iter()
+            .enumerate()
+            .map(|(i, value)| {
+                let record = FutureRecord::<(), String>::to(&topic)
+                    .partition(i as i32 % 3)
+                    .payload(value);
+                producer.send_result(record).expect("queued")
+            })
+            .collect();
+        for delivery in deliveries {
+            delivery
+                .await
+                .expect("not canceled")
+                .map_err(|(error, _)| error)
+                .expect("delivered");
+        }
+        for partition in 0..3 {
+            let messages = consume(&broker, &topic, partition, Offset::Beginning, 200);
+            let expected: Vec<String> = (0..200).map(|i| (i * 3 + partition).to_string()).collect();
+            assert_eq!(
+                payloads(&messages),
+                expected,
+                "partition {partition}: once each, in order"
+            );
+            let watermarks = broker
+                .consumer(&[])
+                .fetch_watermarks(&topic, partition, TIMEOUT)
+                .expect("watermarks");
+            assert_eq!(watermarks, (0, 200), "partition {partition}: no duplicates");
+        }
+    })
+    .await;
+}
