@@ -40,6 +40,10 @@ pub struct GroupCoordinator {
     pub writes: tokio::sync::Mutex<()>,
     /// (generation, state) of each group as last written to the offsets topic.
     persisted: Mutex<HashMap<String, (i32, GroupState)>>,
+    /// `offsets.retention.minutes`
+    pub offsets_retention: Duration,
+    /// `offsets.retention.check.interval.ms`, and when offsets were last checked.
+    offsets_retention_check: (Duration, Mutex<Instant>),
 }
 
 impl GroupCoordinator {
@@ -70,6 +74,11 @@ impl GroupCoordinator {
             metadata_max_bytes: number("offset.metadata.max.bytes", 4096)?.max(0) as usize,
             writes: tokio::sync::Mutex::new(()),
             persisted: Mutex::new(HashMap::new()),
+            offsets_retention: Duration::from_secs(60 * number("offsets.retention.minutes", 10_080)?.max(1) as u64),
+            offsets_retention_check: (
+                millis("offsets.retention.check.interval.ms", 600_000)?,
+                Mutex::new(Instant::now()),
+            ),
         })
     }
 
@@ -150,12 +159,13 @@ impl GroupCoordinator {
         Ok(())
     }
 
-    /// Expires sessions and overdue rebalances; returns the groups whose
-    /// metadata must be written (newly Stable or Empty).
+    /// Expires sessions and overdue rebalances, and (every
+    /// offsets.retention.check.interval.ms) expired offsets; returns the
+    /// records to write: metadata of newly Stable or Empty groups, tombstones.
     pub fn tick(&self, now: Instant) -> Vec<(String, OffsetsRecord)> {
         let mut groups = self.groups();
+        let mut writes = self.expire_offsets(&mut groups, now);
         let mut persisted = self.persisted.lock().unwrap_or_else(|e| e.into_inner());
-        let mut writes = Vec::new();
         for group in groups.values_mut() {
             group.expire(&self.limits, now);
             // KIP-848 groups keep only their committed offsets across restarts for now.
@@ -174,6 +184,61 @@ impl GroupCoordinator {
                         value: Some(group.snapshot()),
                     },
                 ));
+            }
+        }
+        writes
+    }
+
+    /// KIP-211: the offsets of a group without members expire
+    /// offsets.retention.minutes after it became empty (after their commit,
+    /// for groups that never had members); a group left with nothing goes.
+    fn expire_offsets(&self, groups: &mut HashMap<String, Group>, now: Instant) -> Vec<(String, OffsetsRecord)> {
+        let (interval, last_check) = &self.offsets_retention_check;
+        let mut last_check = last_check.lock().unwrap_or_else(|e| e.into_inner());
+        if now.duration_since(*last_check) < *interval {
+            return Vec::new();
+        }
+        *last_check = now;
+        let retention_ms = self.offsets_retention.as_millis() as i64;
+        let now_ms = now_ms();
+        let mut writes = Vec::new();
+        let mut emptied = Vec::new();
+        for group in groups.values_mut().filter(|g| g.has_no_members()) {
+            let never_had_members = group.protocol_type.is_none() && group.consumer.is_none();
+            let expired: Vec<(String, i32)> = group
+                .offsets
+                .iter()
+                .filter(|(_, committed)| {
+                    let since = if never_had_members {
+                        committed.commit_timestamp_ms
+                    } else {
+                        group.state_timestamp_ms
+                    };
+                    now_ms.saturating_sub(since) >= retention_ms
+                })
+                .map(|(key, _)| key.clone())
+                .collect();
+            for (topic, partition) in expired {
+                group.offsets.remove(&(topic.clone(), partition));
+                writes.push((
+                    group.id.clone(),
+                    OffsetsRecord::Offset {
+                        group: group.id.clone(),
+                        topic,
+                        partition,
+                        value: None,
+                    },
+                ));
+            }
+            if group.offsets.is_empty() {
+                emptied.push(group.id.clone());
+            }
+        }
+        let mut persisted = self.persisted.lock().unwrap_or_else(|e| e.into_inner());
+        for id in emptied {
+            groups.remove(&id);
+            if persisted.remove(&id).is_some() {
+                writes.push((id.clone(), OffsetsRecord::Group { group: id, value: None }));
             }
         }
         writes
@@ -229,4 +294,52 @@ pub fn write(
         e.code()
     })?;
     partition.log.sync_to(info.last_offset + 1).map_err(|e| e.code())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use offsets_topic::CommittedOffset;
+
+    fn coordinator() -> GroupCoordinator {
+        let settings = [
+            ("offsets.retention.minutes", "1"),
+            ("offsets.retention.check.interval.ms", "0"),
+        ];
+        let settings: Vec<(String, String)> = settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        GroupCoordinator::new(&BrokerConfig::load(None, &settings).unwrap()).unwrap()
+    }
+
+    fn committed(age_ms: i64) -> CommittedOffset {
+        CommittedOffset {
+            offset: 1,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp_ms: now_ms() - age_ms,
+        }
+    }
+
+    #[test]
+    fn offsets_of_groups_without_members_expire_after_the_retention() {
+        let coordinator = coordinator();
+        {
+            let mut groups = coordinator.groups();
+            let mut simple = Group::new("simple");
+            simple.offsets.insert(("t".into(), 0), committed(120_000));
+            simple.offsets.insert(("t".into(), 1), committed(1_000));
+            groups.insert("simple".into(), simple);
+            let mut gone = Group::new("gone");
+            gone.offsets.insert(("t".into(), 0), committed(120_000));
+            groups.insert("gone".into(), gone);
+        }
+        let writes = coordinator.tick(Instant::now());
+        let tombstones = writes
+            .iter()
+            .filter(|(_, r)| matches!(r, OffsetsRecord::Offset { value: None, .. }))
+            .count();
+        assert_eq!(tombstones, 2, "each expired offset gets a tombstone");
+        let groups = coordinator.groups();
+        assert_eq!(groups["simple"].offsets.len(), 1, "a recent commit stays");
+        assert!(!groups.contains_key("gone"), "a group left with nothing goes");
+    }
 }
