@@ -170,11 +170,13 @@ started_pids+=("$gregor_pid")
 gregor_address=$(listen_address "$results/gregor.log" "$gregor_pid")
 
 # The null broker and Gregor run each case back to back, so both see the
-# same background load.
+# same background load. Each case starts with the earlier cases' data on
+# disk (sync): like fio's runs, none pays for another's write-back.
 common=(--duration-secs "$secs" --partitions 3 --linger-ms 5)
 for acks in 1 all; do
   for size in 100 1000; do
     case_args=(--record-size "$size" --acks "$acks" "${common[@]}")
+    sync
     perf_run "null-produce-$size-acks$acks" "$null_pid" "$null_address" produce --topic "bench-$size-$acks" "${case_args[@]}"
     perf_run "gregor-produce-$size-acks$acks" "$gregor_pid" "$gregor_address" produce --topic "bench-$size-$acks" "${case_args[@]}"
   done
