@@ -118,6 +118,10 @@ fn create_consumer(args: &ConsumeArgs) -> Result<StreamConsumer> {
             "enable.auto.commit",
             if args.group.is_some() { "true" } else { "false" },
         ),
+        // Offsets are stored only for records written out (below): librdkafka's
+        // automatic store would also count records it hands over while closing,
+        // committing past what was printed.
+        ("enable.auto.offset.store", "false"),
         ("isolation.level", args.isolation_level.as_str()),
         ("allow.auto.create.topics", "false"),
     ];
@@ -186,6 +190,11 @@ async fn print_records(args: &ConsumeArgs, consumer: &StreamConsumer) -> Result<
         stdout
             .write_all(&format_record(args, &message))
             .context("cannot write to standard output")?;
+        if args.group.is_some() {
+            consumer
+                .store_offset_from_message(&message)
+                .map_err(|error| args.client.kafka_error(error, Some(&args.topic)))?;
+        }
         received += 1;
     }
     stdout.flush().context("cannot write to standard output")?;

@@ -9,6 +9,7 @@ mod client;
 mod config_admin;
 mod config_cmd;
 mod consume;
+mod group;
 mod perf;
 mod produce;
 mod start;
@@ -43,6 +44,8 @@ enum Command {
     Consume(consume::ConsumeArgs),
     /// Describe and alter topic or broker configs.
     Config(config_cmd::ConfigArgs),
+    /// List consumer groups; show a group's members and lag.
+    Group(group::GroupArgs),
     /// Measure produce and consume throughput and latency of any Kafka cluster.
     Perf(perf::PerfArgs),
 }
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
             Command::Produce(args) => produce::run(args).await,
             Command::Consume(args) => consume::run(args).await,
             Command::Config(args) => config_cmd::run(args).await,
+            Command::Group(args) => group::run(args).await,
             Command::Perf(args) => perf::run(args).await,
         }
     });

@@ -371,3 +371,42 @@ fn consume_with_a_group_commits_its_position() {
         "the group resumes after its committed offset"
     );
 }
+
+#[test]
+fn group_list_and_describe_show_committed_offsets_and_lag() {
+    let broker = Broker::start();
+    let topic = unique_topic("cli-lag");
+    let group = unique_topic("cli-lag-id");
+    stdout_of(&broker.gregor(&["topic", "create", &topic, "--partitions", "1"], ""));
+    stdout_of(&broker.gregor(&["produce", "--topic", &topic], "1\n2\n3\n4\n5\n"));
+    let consumed = broker.gregor(
+        &[
+            "consume",
+            "--topic",
+            &topic,
+            "--group",
+            &group,
+            "--from-beginning",
+            "--max-messages",
+            "3",
+        ],
+        "",
+    );
+    assert_eq!(stdout_of(&consumed), "1\n2\n3\n");
+
+    let listed = stdout_of(&broker.gregor(&["group", "list"], ""));
+    assert!(listed.lines().any(|line| line == group), "{listed}");
+
+    let described = stdout_of(&broker.gregor(&["group", "describe", &group], ""));
+    let lines: Vec<&str> = described.lines().collect();
+    assert!(lines[0].starts_with(&format!("Group: {group}\t")), "{described}");
+    assert_eq!(lines[1], "TOPIC\tPARTITION\tCURRENT-OFFSET\tLOG-END-OFFSET\tLAG");
+    assert_eq!(lines[2], format!("{topic}\t0\t3\t5\t2"), "{described}");
+
+    let missing = unique_topic("cli-no-such-group");
+    let output = broker.gregor(&["group", "describe", "--group", &missing], "");
+    assert_eq!(
+        stderr_of_failure(&output),
+        format!("error: group '{missing}' does not exist\n")
+    );
+}
