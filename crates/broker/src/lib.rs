@@ -11,6 +11,7 @@ pub mod dispatch;
 pub mod errors;
 pub mod fetch_session;
 pub mod groups;
+pub mod internal_topics;
 pub mod partitions;
 pub mod producer_ids;
 pub mod recompress;

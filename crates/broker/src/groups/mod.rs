@@ -20,8 +20,8 @@ use bytes::Bytes;
 use kafka_protocol::records::RecordBatchDecoder;
 
 use crate::config::{BrokerConfig, ConfigError};
+use crate::internal_topics;
 use crate::partitions::{PartitionManager, Topic, TopicError};
-use crate::record_batch;
 use group::{Group, GroupLimits, GroupState};
 use offsets_topic::{OFFSETS_TOPIC, OffsetsRecord};
 
@@ -251,25 +251,7 @@ impl GroupCoordinator {
 
 /// The offsets topic, created on first use like Kafka's (compacted, internal).
 pub fn offsets_topic(partitions: &PartitionManager, count: i32) -> Result<Arc<Topic>, TopicError> {
-    if let Some(topic) = partitions.topic(OFFSETS_TOPIC) {
-        return Ok(topic);
-    }
-    let configs = [
-        ("cleanup.policy", "compact"),
-        ("segment.bytes", "104857600"),
-        ("compression.type", "producer"),
-    ];
-    let configs = configs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    match partitions.create_topic(OFFSETS_TOPIC, count, configs, false) {
-        Ok(topic) => {
-            tracing::info!(partitions = count, "created {OFFSETS_TOPIC}");
-            Ok(topic)
-        }
-        Err(TopicError::AlreadyExists(_)) => partitions
-            .topic(OFFSETS_TOPIC)
-            .ok_or(TopicError::UnknownTopic(OFFSETS_TOPIC.into())),
-        Err(error) => Err(error),
-    }
+    internal_topics::ensure(partitions, OFFSETS_TOPIC, count)
 }
 
 /// Appends `records` for `group` to its offsets-topic partition as one batch
@@ -284,16 +266,8 @@ pub fn write(
     if records.is_empty() {
         return Ok(());
     }
-    let topic = offsets_topic(partitions, offsets_partitions).map_err(|e| e.code())?;
-    let index = offsets_topic::partition_for(group, topic.partitions.len() as i32);
-    let partition = &topic.partitions[index as usize];
     let internal: Vec<_> = records.iter().map(offsets_topic::encode).collect();
-    let mut batch = record_batch::encode(&internal, now_ms());
-    let info = partitions.append(partition, &mut batch, now_ms()).map_err(|e| {
-        tracing::error!(group, error = %e, "cannot write to {OFFSETS_TOPIC}");
-        e.code()
-    })?;
-    partition.log.sync_to(info.last_offset + 1).map_err(|e| e.code())
+    internal_topics::append(partitions, OFFSETS_TOPIC, offsets_partitions, group, &internal).map(|_| ())
 }
 
 #[cfg(test)]

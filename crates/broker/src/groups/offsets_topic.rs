@@ -53,15 +53,6 @@ pub enum OffsetsRecord {
     },
 }
 
-/// Kafka's placement: `abs(groupId.hashCode) % offsets.topic.num.partitions`,
-/// with Java's String.hashCode over UTF-16 code units.
-pub fn partition_for(group: &str, partitions: i32) -> i32 {
-    let hash = group
-        .encode_utf16()
-        .fold(0i32, |hash, unit| hash.wrapping_mul(31).wrapping_add(unit as i32));
-    (hash & 0x7fff_ffff) % partitions.max(1)
-}
-
 const OFFSET_KEY_VERSION: i16 = 1;
 const GROUP_KEY_VERSION: i16 = 2;
 const OFFSET_VALUE_VERSION: i16 = 3;
@@ -323,15 +314,5 @@ mod tests {
             assert_eq!(decode(&encoded.key, encoded.value.as_deref()), Some(record));
         }
         assert_eq!(decode(&[0, 9, 0, 0], None), None, "unknown key versions are skipped");
-    }
-
-    #[test]
-    fn placement_matches_java_string_hash_code() {
-        // "console-consumer".hashCode() == -648006740 in Java.
-        assert_eq!(
-            partition_for("console-consumer", 50),
-            (-648006740i32 & 0x7fff_ffff) % 50
-        );
-        assert!((0..50).contains(&partition_for("ünïcode", 50)));
     }
 }
