@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::checkpoint::{self, LOG_START_OFFSET_FILE};
-use crate::producer_state::{BatchMetadata, ProducerStateManager};
+use crate::producer_state::{AppendOrigin, BatchMetadata, ProducerStateManager};
 use crate::segment::{IndexingState, Segment};
 use crate::{AppendInfo, Log, LogConfig, LogError, Result, TimestampType, lock, producer_snapshot, storage, validate};
 
@@ -29,11 +29,17 @@ impl Log {
         LogError::Storage(error)
     }
 
-    pub(crate) fn append_batches(&self, batches: &mut [u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo> {
+    pub(crate) fn append_batches(
+        &self,
+        batches: &mut [u8],
+        leader_epoch: i32,
+        now_ms: i64,
+        origin: AppendOrigin,
+    ) -> Result<AppendInfo> {
         let mut writer = lock(&self.writer);
         self.check_writable()?;
         let config = self.config();
-        validate::validate(batches, &config, now_ms, &mut writer.batches)?;
+        validate::validate_from(batches, &config, now_ms, &mut writer.batches, origin)?;
         // A leader never appends in an older epoch than one already seen;
         // -1 (no epoch) is only for logs that never saw one.
         if let Some(latest_epoch) = writer.epochs.latest_epoch()
@@ -46,7 +52,7 @@ impl Log {
         }
         let first_offset = self.log_end_offset();
         let state = &mut *writer;
-        if let Some(original) = state.producers.prepare(&state.batches, first_offset)? {
+        if let Some(original) = state.producers.prepare(&state.batches, first_offset, origin)? {
             return Ok(self.duplicate_info(&original, &config));
         }
         let records: i64 = writer.batches.iter().map(|b| b.records_count as i64).sum();
@@ -92,8 +98,11 @@ impl Log {
                 config.index_interval_bytes,
             )
             .map_err(|e| self.fail(e))?;
-        self.log_end_offset.store(last_offset + 1, Ordering::Release);
+        // The producer state and the transactions take the append before
+        // the log end offset (and so the high watermark) can pass it.
         writer.producers.commit();
+        self.record_transactions(&mut writer.producers, batches, &writer.batches);
+        self.log_end_offset.store(last_offset + 1, Ordering::Release);
         writer
             .producers
             .maybe_remove_expired(now_ms, config.producer_id_expiration_ms);
@@ -206,6 +215,7 @@ impl Log {
         let first_base = self.segments()[0].base_offset;
         producer_snapshot::delete_below(self.storage.as_ref(), &self.dir, &mut lock(&self.snapshots), first_base)
             .map_err(|e| self.fail(e))?;
+        self.forget_aborted_below(first_base);
         Ok(offset)
     }
 }

@@ -12,6 +12,8 @@
 //! files and rebuild on open), `segment` with `offset_index`/`time_index`
 //! (over the lock-free `entries`), `scan` (batch header walks), `append`,
 //! `read`, `durability` (group commit, flush, close) with `group_commit`,
+//! `transactions` (last stable offset, end transaction markers, aborted
+//! transactions),
 //! `recovery` (open), `checkpoint` (the directory's small files), and
 //! `storage`/`sim` (the file system trait, on disk and in memory).
 
@@ -38,6 +40,7 @@ mod segment;
 mod sim;
 mod storage;
 mod time_index;
+mod transactions;
 mod validate;
 
 /// The v2 batch encoder the integration tests use, for unit tests.
@@ -49,10 +52,11 @@ pub use error::LogError;
 pub use producer_state::ProducerStateEntry;
 pub use sim::SimStorage;
 pub use storage::{DiskStorage, Storage, StorageFile};
+pub use transactions::AbortedTransaction;
 
 use checkpoint::LeaderEpochCache;
 use group_commit::GroupCommit;
-use producer_state::ProducerStateManager;
+use producer_state::{AppendOrigin, ProducerStateManager};
 use segment::{IndexingState, Segment};
 use validate::ValidatedBatch;
 
@@ -207,6 +211,8 @@ pub struct Log {
     /// as Kafka takes a log directory offline, since after a failed fsync
     /// nothing is known about what reached the disk.
     failed: AtomicBool,
+    /// The last stable offset and the aborted transactions.
+    transactions: transactions::Transactions,
 }
 
 /// State only the append path touches, under the append lock.
@@ -251,6 +257,7 @@ impl Log {
             config.producer_id_expiration_ms,
             now_ms,
         )?;
+        let transactions = transactions::Transactions::new(&producers, Vec::new());
         Ok(Log {
             dir,
             storage,
@@ -276,6 +283,7 @@ impl Log {
             dir_dirty: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             failed: AtomicBool::new(false),
+            transactions,
         })
     }
     pub fn dir(&self) -> &Path {
@@ -297,7 +305,7 @@ impl Log {
     /// that retries one of the producer's last 5 is not written again and
     /// returns the original offsets with `duplicate` set.
     pub fn append(&self, batches: &mut [u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo> {
-        self.append_batches(batches, leader_epoch, now_ms)
+        self.append_batches(batches, leader_epoch, now_ms, AppendOrigin::Client)
     }
     /// Whole batches starting with the one holding `start_offset`, up to
     /// `max_bytes` (the first batch always whole), stopping before any batch
@@ -320,6 +328,7 @@ impl Log {
     pub fn set_high_watermark(&self, offset: i64) {
         let clamped = offset.min(self.log_end_offset()).max(self.log_start_offset());
         self.high_watermark.store(clamped, Ordering::Release);
+        self.on_high_watermark();
     }
     /// Bytes on disk across all segments.
     pub fn size_bytes(&self) -> u64 {

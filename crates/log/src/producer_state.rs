@@ -9,12 +9,15 @@
 //! commits them only once the batches are written, so a refused append
 //! leaves the state as it was. Only batch headers are looked at.
 //!
-//! Not yet here (transactions are future work): the end transaction
-//! marker's coordinator epoch (markers are not decoded; the entry keeps -1)
-//! and Kafka's INVALID_TXN_STATE check for non-transactional data while a
-//! transaction is open.
+//! Transactions: a transactional batch opens the producer's transaction
+//! (`current_txn_first_offset`), a control batch (end transaction marker)
+//! closes it. The manager keeps the open transactions ordered by first
+//! offset, for the log's last stable offset, and reports the transactions
+//! an append's markers completed (see `transactions`). Kafka's
+//! INVALID_TXN_STATE check for non-transactional data while a transaction
+//! is open is left to the broker.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use crate::batch::{BatchHeader, CONTROL_MASK, TRANSACTIONAL_MASK};
 use crate::validate::ValidatedBatch;
@@ -46,6 +49,29 @@ pub struct ProducerStateEntry {
     pub coordinator_epoch: i32,
     /// The first offset of the producer's open transaction, or -1.
     pub current_txn_start_offset: i64,
+}
+
+/// Who is appending (Kafka's `AppendOrigin`): a client's produce request
+/// gets the idempotence checks; the broker's own coordinators write
+/// transactional batches without sequence numbers (transactional offset
+/// commits, end transaction markers), which only get the epoch check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AppendOrigin {
+    Client,
+    Coordinator,
+}
+
+/// A transaction an end transaction marker closed (Kafka's `CompletedTxn`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CompletedTxn {
+    pub producer_id: i64,
+    /// The transaction's first offset, or `None` when the producer had no
+    /// open transaction in this log (an empty transaction).
+    pub first_offset: Option<i64>,
+    /// The marker's offset: the transaction's last offset.
+    pub marker_offset: i64,
+    /// The marker's position in the append's batches.
+    pub batch_index: usize,
 }
 
 /// Sequence arithmetic wraps from i32::MAX to 0 (Kafka's
@@ -266,13 +292,55 @@ pub(crate) struct ProducerStateManager {
     /// The entries an append in progress has staged; reused across appends.
     pending: Vec<(i64, ProducerEntry)>,
     last_expiration_check_ms: i64,
+    /// The open transactions as (first offset, producer id): the first is
+    /// the log's first unstable offset (Kafka's `ongoingTxns`).
+    ongoing: BTreeSet<(i64, i64)>,
+    /// The transactions the last append's markers completed, in offset order.
+    completed: Vec<CompletedTxn>,
 }
 
 impl ProducerStateManager {
     pub fn from_entries(entries: impl IntoIterator<Item = (i64, ProducerEntry)>) -> ProducerStateManager {
+        let producers: HashMap<i64, ProducerEntry> = entries.into_iter().collect();
+        let ongoing = producers
+            .iter()
+            .filter_map(|(id, e)| e.current_txn_first_offset.map(|first| (first, *id)))
+            .collect();
         ProducerStateManager {
-            producers: entries.into_iter().collect(),
+            producers,
+            ongoing,
             ..ProducerStateManager::default()
+        }
+    }
+
+    /// The first offset of the earliest open transaction.
+    pub fn first_ongoing_offset(&self) -> Option<i64> {
+        self.ongoing.first().map(|(first, _)| *first)
+    }
+
+    /// The transactions the last committed append's markers completed.
+    pub fn completed(&self) -> &[CompletedTxn] {
+        &self.completed
+    }
+
+    /// Records the coordinator epoch an end transaction marker carried.
+    pub fn set_coordinator_epoch(&mut self, producer_id: i64, coordinator_epoch: i32) {
+        if let Some(entry) = self.producers.get_mut(&producer_id) {
+            entry.coordinator_epoch = coordinator_epoch;
+        }
+    }
+
+    /// Replaces a producer's entry, keeping the open transactions in step.
+    fn insert(&mut self, producer_id: i64, entry: ProducerEntry) {
+        let before = self.producers.insert(producer_id, entry);
+        let before = before.and_then(|e| e.current_txn_first_offset);
+        if before != entry.current_txn_first_offset {
+            if let Some(first) = before {
+                self.ongoing.remove(&(first, producer_id));
+            }
+            if let Some(first) = entry.current_txn_first_offset {
+                self.ongoing.insert((first, producer_id));
+            }
         }
     }
 
@@ -316,10 +384,20 @@ impl ProducerStateManager {
     /// instead of Kafka's answer (the duplicate's offsets for the whole
     /// append, dropping its other batches): clients send one batch per
     /// partition, and dropping batches silently would lose data.
-    pub fn prepare(&mut self, batches: &[ValidatedBatch], first_offset: i64) -> Result<Option<BatchMetadata>> {
+    ///
+    /// Only a client's batches are checked for duplicates and sequences
+    /// (Kafka does the same for `AppendOrigin.CLIENT`); a coordinator's
+    /// batches without a sequence get the epoch check only.
+    pub fn prepare(
+        &mut self,
+        batches: &[ValidatedBatch],
+        first_offset: i64,
+        origin: AppendOrigin,
+    ) -> Result<Option<BatchMetadata>> {
         self.pending.clear();
+        self.completed.clear();
         let mut offset = first_offset;
-        for b in batches {
+        for (batch_index, b) in batches.iter().enumerate() {
             let batch = ProducerBatch::from_validated(b, offset);
             offset = batch.last_offset + 1;
             if !batch.has_producer_id() {
@@ -327,6 +405,7 @@ impl ProducerStateManager {
             }
             let committed = self.producers.get(&batch.producer_id);
             if !batch.is_control
+                && origin == AppendOrigin::Client
                 && let Some(duplicate) = committed.and_then(|e| e.find_duplicate(&batch))
             {
                 if batches.len() == 1 {
@@ -339,14 +418,23 @@ impl ProducerStateManager {
                     found: batch.base_sequence,
                 });
             }
-            self.stage(&batch)?;
+            let check_sequence = origin == AppendOrigin::Client || batch.base_sequence != NO_SEQUENCE;
+            if let Some(first_offset) = self.stage(&batch, check_sequence)? {
+                self.completed.push(CompletedTxn {
+                    producer_id: batch.producer_id,
+                    first_offset,
+                    marker_offset: batch.first_offset,
+                    batch_index,
+                });
+            }
         }
         Ok(None)
     }
 
-    /// Kafka's `ProducerAppendInfo` checks for a client's batch, against the
-    /// producer's entry with this append's earlier batches applied.
-    fn stage(&mut self, batch: &ProducerBatch) -> Result<()> {
+    /// Kafka's `ProducerAppendInfo` checks for a batch, against the
+    /// producer's entry with this append's earlier batches applied. For a
+    /// marker, returns the first offset of the transaction it closes.
+    fn stage(&mut self, batch: &ProducerBatch, check_sequence_numbers: bool) -> Result<Option<Option<i64>>> {
         let committed_epoch = self
             .producers
             .get(&batch.producer_id)
@@ -368,32 +456,48 @@ impl ProducerStateManager {
                 current: entry.producer_epoch,
             });
         }
-        if !batch.is_control {
+        if !batch.is_control && check_sequence_numbers {
             check_sequence(batch, entry, committed_epoch)?;
         }
+        let closed = batch.is_control.then_some(entry.current_txn_first_offset);
         entry.apply(batch);
-        Ok(())
+        Ok(closed)
     }
 
     /// Applies the staged updates: the append they belong to was written.
     pub fn commit(&mut self) {
-        for (producer_id, entry) in self.pending.drain(..) {
-            self.producers.insert(producer_id, entry);
+        let mut pending = std::mem::take(&mut self.pending);
+        for (producer_id, entry) in pending.drain(..) {
+            self.insert(producer_id, entry);
         }
+        self.pending = pending;
     }
 
     /// Applies a batch read back from the log, unchecked (Kafka rebuilds
     /// with the replication origin: the log only holds accepted batches).
-    pub fn replay(&mut self, batch: &ProducerBatch) {
-        if batch.has_producer_id() {
-            self.producers.entry(batch.producer_id).or_default().apply(batch);
+    /// For a marker, returns the transaction it completed.
+    pub fn replay(&mut self, batch: &ProducerBatch) -> Option<CompletedTxn> {
+        if !batch.has_producer_id() {
+            return None;
         }
+        let mut entry = self.producers.get(&batch.producer_id).copied().unwrap_or_default();
+        let first_offset = entry.current_txn_first_offset;
+        entry.apply(batch);
+        self.insert(batch.producer_id, entry);
+        batch.is_control.then_some(CompletedTxn {
+            producer_id: batch.producer_id,
+            first_offset,
+            marker_offset: batch.first_offset,
+            batch_index: 0,
+        })
     }
 
     /// Drops producers idle for `expiration_ms` (`producer.id.expiration.ms`).
+    /// A producer with an open transaction never expires.
     pub fn remove_expired(&mut self, now_ms: i64, expiration_ms: i64) {
         self.producers.retain(|_, e| !e.is_expired(now_ms, expiration_ms));
         self.last_expiration_check_ms = now_ms;
+        debug_assert!(self.ongoing.iter().all(|(_, id)| self.producers.contains_key(id)));
     }
 
     /// [`ProducerStateManager::remove_expired`] at most once per Kafka's
@@ -451,7 +555,7 @@ mod tests {
     /// Stages and commits one batch as an append would.
     fn append(state: &mut ProducerStateManager, batch: ProducerBatch) -> Result<()> {
         state.pending.clear();
-        state.stage(&batch)?;
+        state.stage(&batch, true)?;
         state.commit();
         Ok(())
     }
@@ -542,10 +646,10 @@ mod tests {
         let mut state = ProducerStateManager::default();
         append(&mut state, data(0, 0, 1, 0)).unwrap();
         state.pending.clear();
-        state.stage(&data(0, 1, 1, 1)).unwrap();
+        state.stage(&data(0, 1, 1, 1), true).unwrap();
         // A later batch of the same append sees the staged one.
-        state.stage(&data(0, 2, 1, 2)).unwrap();
-        assert!(state.stage(&data(0, 2, 1, 3)).is_err());
+        state.stage(&data(0, 2, 1, 2), true).unwrap();
+        assert!(state.stage(&data(0, 2, 1, 3), true).is_err());
         // The append is refused: nothing was committed.
         assert_eq!(state.get(PID).unwrap().last_sequence(), 0);
     }
@@ -573,6 +677,53 @@ mod tests {
             ),
             (-1, 1, NO_SEQUENCE)
         );
+    }
+
+    fn transactional(producer_id: i64, base_sequence: i32, first_offset: i64) -> ProducerBatch {
+        ProducerBatch {
+            producer_id,
+            is_transactional: true,
+            ..data(0, base_sequence, 1, first_offset)
+        }
+    }
+
+    fn end_marker(producer_id: i64, offset: i64) -> ProducerBatch {
+        ProducerBatch {
+            producer_id,
+            base_sequence: NO_SEQUENCE,
+            is_control: true,
+            is_transactional: true,
+            ..data(0, 0, 1, offset)
+        }
+    }
+
+    #[test]
+    fn open_transactions_are_kept_in_offset_order_and_completed_by_markers() {
+        let mut state = ProducerStateManager::default();
+        append(&mut state, transactional(2, 0, 10)).unwrap();
+        append(&mut state, transactional(1, 0, 11)).unwrap();
+        append(&mut state, transactional(2, 1, 12)).unwrap();
+        assert_eq!(state.first_ongoing_offset(), Some(10));
+        assert_eq!(state.replay(&end_marker(2, 13)).map(|c| c.first_offset), Some(Some(10)));
+        assert_eq!(state.first_ongoing_offset(), Some(11));
+        let restored = ProducerStateManager::from_entries(state.entries());
+        assert_eq!(restored.first_ongoing_offset(), Some(11));
+        assert_eq!(state.replay(&end_marker(3, 14)).map(|c| c.first_offset), Some(None));
+        state.replay(&end_marker(1, 15));
+        assert_eq!(state.first_ongoing_offset(), None);
+    }
+
+    #[test]
+    fn coordinator_batches_without_a_sequence_skip_the_sequence_checks() {
+        let mut state = ProducerStateManager::default();
+        append(&mut state, transactional(PID, 0, 0)).unwrap();
+        state.pending.clear();
+        let no_sequence = transactional(PID, NO_SEQUENCE, 1);
+        assert!(state.stage(&no_sequence, true).is_err(), "a client's batch is checked");
+        state.pending.clear();
+        state.stage(&no_sequence, false).unwrap();
+        state.commit();
+        assert_eq!(state.first_ongoing_offset(), Some(0));
     }
 
     #[test]

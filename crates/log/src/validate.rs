@@ -4,6 +4,7 @@
 //! framing that decodes nothing and allocates nothing.
 
 use crate::batch::{self, BatchHeader, COMPRESSION_CODEC_MASK, HEADER_SIZE, NO_TIMESTAMP, TIMESTAMP_TYPE_MASK};
+use crate::producer_state::AppendOrigin;
 use crate::{LogConfig, LogError, Result, TimestampType};
 
 /// Compression codecs Kafka defines: none, gzip, snappy, lz4, zstd.
@@ -35,7 +36,20 @@ pub(crate) struct ValidatedBatch {
 
 /// Validates every batch in `buf` into `out` (cleared first). Nothing is
 /// modified, so a refusal leaves the caller's bytes and the log untouched.
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn validate(buf: &[u8], config: &LogConfig, now_ms: i64, out: &mut Vec<ValidatedBatch>) -> Result<()> {
+    validate_from(buf, config, now_ms, out, AppendOrigin::Client)
+}
+
+/// [`validate`] for an append from `origin`: the broker's coordinators may
+/// write batches with a producer id but no sequence.
+pub(crate) fn validate_from(
+    buf: &[u8],
+    config: &LogConfig,
+    now_ms: i64,
+    out: &mut Vec<ValidatedBatch>,
+    origin: AppendOrigin,
+) -> Result<()> {
     out.clear();
     if buf.is_empty() {
         return Err(LogError::InvalidRecord(
@@ -56,14 +70,20 @@ pub(crate) fn validate(buf: &[u8], config: &LogConfig, now_ms: i64, out: &mut Ve
             return Err(LogError::CorruptMessage(why));
         }
         let size = header.size() as usize;
-        let validated = validate_batch(&rest[..size], &header, config, now_ms)?;
+        let validated = validate_batch(&rest[..size], &header, config, now_ms, origin)?;
         out.push(ValidatedBatch { start, ..validated });
         start += size;
     }
     Ok(())
 }
 
-fn validate_batch(bytes: &[u8], header: &BatchHeader, config: &LogConfig, now_ms: i64) -> Result<ValidatedBatch> {
+fn validate_batch(
+    bytes: &[u8],
+    header: &BatchHeader,
+    config: &LogConfig,
+    now_ms: i64,
+    origin: AppendOrigin,
+) -> Result<ValidatedBatch> {
     if bytes.len() > config.max_message_bytes {
         return Err(LogError::MessageTooLarge {
             size: bytes.len(),
@@ -90,7 +110,9 @@ fn validate_batch(bytes: &[u8], header: &BatchHeader, config: &LogConfig, now_ms
         )));
     }
     let (producer_id, base_sequence) = (header.producer_id, header.base_sequence);
-    if producer_id >= 0 && base_sequence < 0 {
+    let coordinator_without_sequence =
+        origin == AppendOrigin::Coordinator && base_sequence == crate::producer_state::NO_SEQUENCE;
+    if producer_id >= 0 && base_sequence < 0 && !coordinator_without_sequence {
         return Err(LogError::InvalidRecord(format!(
             "invalid base sequence {base_sequence} for producer id {producer_id}"
         )));

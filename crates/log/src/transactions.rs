@@ -1,0 +1,418 @@
+//! Transactions in the log (the transactional half of Kafka's `UnifiedLog`
+//! and `ProducerStateManager`): the last stable offset, end transaction
+//! markers, and the aborted transactions a read_committed fetch reports.
+//!
+//! - The producer state (`producer_state`) knows each producer's open
+//!   transaction; an append's markers close them and report them here.
+//! - A transaction stays unstable from its first offset until its marker
+//!   is below the high watermark (Kafka's ongoing and unreplicated
+//!   transactions). The first unstable offset lives in an atomic, so the
+//!   last stable offset costs two loads on every read_committed fetch.
+//! - Each abort marker whose transaction had data in this log adds an
+//!   entry to the aborted transactions, which are kept in memory in marker
+//!   order with the last stable offset at the abort, as Kafka's
+//!   `.txnindex` entries are (`transaction_index`).
+//!
+//! Thread-safety: the state is changed under the append lock (then the
+//! short `state` lock) and by `set_high_watermark` (the `state` lock
+//! only); readers take the `state` lock briefly, never the append lock.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use crate::batch::{self, CONTROL_MASK, CURRENT_MAGIC, HEADER_SIZE, TRANSACTIONAL_MASK};
+use crate::producer_state::{AppendOrigin, NO_SEQUENCE, ProducerStateManager};
+use crate::validate::ValidatedBatch;
+use crate::{AppendInfo, Log, LogError, Result, lock};
+
+/// Kafka's `ControlRecordType.ABORT` and `COMMIT`: the second field of a
+/// control record's key.
+const CONTROL_TYPE_ABORT: i16 = 0;
+const CONTROL_TYPE_COMMIT: i16 = 1;
+/// Kafka's `EndTransactionMarker.CURRENT_END_TXN_MARKER_VERSION` and the
+/// control record key's version.
+const END_TXN_MARKER_VERSION: i16 = 0;
+const CONTROL_KEY_VERSION: i16 = 0;
+
+/// An aborted transaction as a read_committed fetch reports it: the
+/// consumer drops the producer's records in [first offset, last offset].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AbortedTransaction {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    /// The offset of the abort marker.
+    pub last_offset: i64,
+}
+
+/// One aborted transaction as the `.txnindex` holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AbortedTxnEntry {
+    pub txn: AbortedTransaction,
+    /// The log's last stable offset once the abort was written: no
+    /// transaction aborted later starts below it, which bounds a query.
+    pub last_stable_offset: i64,
+}
+
+/// What an end transaction marker's control record says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct EndTxnMarker {
+    pub commit: bool,
+    pub coordinator_epoch: i32,
+}
+
+pub(crate) struct Transactions {
+    /// The first offset of the earliest unstable transaction, i64::MAX
+    /// when none.
+    first_unstable_offset: AtomicI64,
+    state: Mutex<TxnState>,
+}
+
+#[derive(Debug, Default)]
+struct TxnState {
+    /// Ordered by last offset (marker order).
+    aborted: Vec<AbortedTxnEntry>,
+    /// Completed transactions whose marker the high watermark has not
+    /// passed yet, as (first offset, marker offset).
+    unreplicated: Vec<(i64, i64)>,
+    /// The first offset of the earliest open transaction, or i64::MAX.
+    first_ongoing: i64,
+}
+
+impl TxnState {
+    fn first_unstable_offset(&self) -> i64 {
+        let unreplicated = self.unreplicated.iter().map(|(first, _)| *first).min();
+        unreplicated.unwrap_or(i64::MAX).min(self.first_ongoing)
+    }
+}
+
+impl Transactions {
+    pub fn new(producers: &ProducerStateManager, aborted: Vec<AbortedTxnEntry>) -> Transactions {
+        let state = TxnState {
+            aborted,
+            unreplicated: Vec::new(),
+            first_ongoing: producers.first_ongoing_offset().unwrap_or(i64::MAX),
+        };
+        Transactions {
+            first_unstable_offset: AtomicI64::new(state.first_unstable_offset()),
+            state: Mutex::new(state),
+        }
+    }
+
+    fn publish(&self, state: &TxnState) {
+        self.first_unstable_offset
+            .store(state.first_unstable_offset(), Ordering::Release);
+    }
+}
+
+impl Log {
+    /// Kafka's last stable offset: the high watermark, or the first offset
+    /// of the earliest transaction still open (or whose marker is not yet
+    /// below the high watermark) if that is lower. A read_committed fetch
+    /// reads up to here.
+    pub fn last_stable_offset(&self) -> i64 {
+        let first_unstable = self.transactions.first_unstable_offset.load(Ordering::Acquire);
+        self.high_watermark().min(first_unstable.max(self.log_start_offset()))
+    }
+
+    /// The aborted transactions a read_committed fetch from `start_offset`
+    /// up to `upper_offset` (exclusive, e.g. the last stable offset) must
+    /// report: those whose [first offset, last offset] overlaps the range,
+    /// ordered by first offset (Kafka's `collectAbortedTransactions`).
+    pub fn aborted_transactions(&self, start_offset: i64, upper_offset: i64) -> Result<Vec<AbortedTransaction>> {
+        let state = lock(&self.transactions.state);
+        let from = state.aborted.partition_point(|e| e.txn.last_offset < start_offset);
+        let mut found = Vec::new();
+        for entry in &state.aborted[from..] {
+            if entry.txn.first_offset < upper_offset {
+                found.push(entry.txn);
+            }
+            // Every transaction aborted later started at or after this
+            // entry's last stable offset (Kafka's `isComplete`).
+            if entry.last_stable_offset >= upper_offset {
+                break;
+            }
+        }
+        drop(state);
+        found.sort_by_key(|t| (t.first_offset, t.last_offset));
+        Ok(found)
+    }
+
+    /// Appends an end transaction marker for `producer_id` (what Kafka's
+    /// WriteTxnMarkers writes): a control batch with the producer's id and
+    /// epoch, no sequence, and one record whose key gives the type (commit
+    /// or abort) and whose value the coordinator epoch. It closes the
+    /// producer's open transaction; an abort records the transaction as
+    /// aborted. A marker with an older producer epoch than the producer's
+    /// is refused (InvalidProducerEpoch); a producer with no open
+    /// transaction still gets its marker, as in Kafka.
+    pub fn append_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo> {
+        if producer_id < 0 {
+            return Err(LogError::InvalidRecord(format!(
+                "an end transaction marker needs a producer id, not {producer_id}"
+            )));
+        }
+        let marker = EndTxnMarker {
+            commit,
+            coordinator_epoch,
+        };
+        let mut bytes = encode_end_txn_marker(producer_id, producer_epoch, marker, now_ms);
+        self.append_batches(&mut bytes, leader_epoch, now_ms, AppendOrigin::Coordinator)
+    }
+
+    /// [`Log::append`] for the broker's own coordinator writes (Kafka's
+    /// `AppendOrigin.COORDINATOR`): batches with a producer id and epoch
+    /// but no sequence (-1) are accepted without sequence checks (the epoch
+    /// check still applies), and a transactional one opens the producer's
+    /// transaction, e.g. a transactional offset commit in
+    /// `__consumer_offsets`, which a marker ends later.
+    pub fn append_internal(&self, batches: &mut [u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo> {
+        self.append_batches(batches, leader_epoch, now_ms, AppendOrigin::Coordinator)
+    }
+
+    /// Called by the append path under the append lock, after the
+    /// producer state took the append and before the log end offset moves:
+    /// records the transactions its markers completed and the new first
+    /// unstable offset.
+    pub(crate) fn record_transactions(
+        &self,
+        producers: &mut ProducerStateManager,
+        buf: &[u8],
+        batches: &[ValidatedBatch],
+    ) {
+        let transactional = |b: &ValidatedBatch| b.attributes & (TRANSACTIONAL_MASK | CONTROL_MASK) != 0;
+        if producers.completed().is_empty() && !batches.iter().any(transactional) {
+            return;
+        }
+        let first_ongoing = producers.first_ongoing_offset().unwrap_or(i64::MAX);
+        let mut state = lock(&self.transactions.state);
+        // Read under the state lock: see `on_high_watermark`.
+        let high_watermark = self.high_watermark();
+        for i in 0..producers.completed().len() {
+            let completed = producers.completed()[i];
+            let b = &batches[completed.batch_index];
+            let marker = parse_end_txn_marker(&buf[b.start..b.start + b.size]);
+            if let Some(marker) = marker {
+                producers.set_coordinator_epoch(completed.producer_id, marker.coordinator_epoch);
+            }
+            let Some(first_offset) = completed.first_offset else {
+                continue;
+            };
+            if completed.marker_offset >= high_watermark {
+                state.unreplicated.push((first_offset, completed.marker_offset));
+            }
+            if marker.is_some_and(|m| !m.commit) {
+                // Transactions closed later in this append were still open
+                // at this marker.
+                let later = producers.completed()[i + 1..]
+                    .iter()
+                    .filter_map(|c| c.first_offset)
+                    .min()
+                    .unwrap_or(i64::MAX);
+                let last_stable_offset = first_ongoing.min(later).min(completed.marker_offset + 1);
+                state.aborted.push(AbortedTxnEntry {
+                    txn: AbortedTransaction {
+                        producer_id: completed.producer_id,
+                        first_offset,
+                        last_offset: completed.marker_offset,
+                    },
+                    last_stable_offset,
+                });
+            }
+        }
+        state.first_ongoing = first_ongoing;
+        self.transactions.publish(&state);
+    }
+
+    /// Called after the high watermark moved: transactions whose marker it
+    /// passed are stable. The high watermark is stored before this takes
+    /// the state lock and read by `record_transactions` under it, so no
+    /// completed transaction is left unstable below it.
+    pub(crate) fn on_high_watermark(&self) {
+        let mut state = lock(&self.transactions.state);
+        if state.unreplicated.is_empty() {
+            return;
+        }
+        let high_watermark = self.high_watermark();
+        state.unreplicated.retain(|(_, marker)| *marker >= high_watermark);
+        self.transactions.publish(&state);
+    }
+
+    /// Drops the aborted transactions whose markers are below `offset`
+    /// (their segments were deleted).
+    pub(crate) fn forget_aborted_below(&self, offset: i64) {
+        let mut state = lock(&self.transactions.state);
+        let below = state.aborted.partition_point(|e| e.txn.last_offset < offset);
+        state.aborted.drain(..below);
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, value: i64) {
+    let mut v = ((value << 1) ^ (value >> 63)) as u64;
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// The control batch Kafka's `MemoryRecords.withEndTransactionMarker`
+/// builds: magic 2, transactional and control, base sequence -1, one
+/// record with key (version, type) and value (version, coordinator epoch).
+/// Base offset and partition leader epoch are left for the append.
+pub(crate) fn encode_end_txn_marker(
+    producer_id: i64,
+    producer_epoch: i16,
+    marker: EndTxnMarker,
+    timestamp: i64,
+) -> Vec<u8> {
+    let control_type = if marker.commit {
+        CONTROL_TYPE_COMMIT
+    } else {
+        CONTROL_TYPE_ABORT
+    };
+    let mut key = Vec::with_capacity(4);
+    key.extend_from_slice(&CONTROL_KEY_VERSION.to_be_bytes());
+    key.extend_from_slice(&control_type.to_be_bytes());
+    let mut value = Vec::with_capacity(6);
+    value.extend_from_slice(&END_TXN_MARKER_VERSION.to_be_bytes());
+    value.extend_from_slice(&marker.coordinator_epoch.to_be_bytes());
+    let mut body = Vec::with_capacity(32);
+    body.push(0); // attributes
+    put_varint(&mut body, 0); // timestamp delta
+    put_varint(&mut body, 0); // offset delta
+    put_varint(&mut body, key.len() as i64);
+    body.extend_from_slice(&key);
+    put_varint(&mut body, value.len() as i64);
+    body.extend_from_slice(&value);
+    put_varint(&mut body, 0); // no headers
+    let mut record = Vec::with_capacity(body.len() + 2);
+    put_varint(&mut record, body.len() as i64);
+    record.extend_from_slice(&body);
+
+    let mut b = Vec::with_capacity(HEADER_SIZE + record.len());
+    b.extend_from_slice(&0i64.to_be_bytes()); // base offset
+    b.extend_from_slice(&((HEADER_SIZE - batch::LOG_OVERHEAD + record.len()) as i32).to_be_bytes());
+    b.extend_from_slice(&(-1i32).to_be_bytes()); // partition leader epoch
+    b.push(CURRENT_MAGIC as u8);
+    b.extend_from_slice(&0u32.to_be_bytes()); // CRC, below
+    b.extend_from_slice(&(TRANSACTIONAL_MASK | CONTROL_MASK).to_be_bytes());
+    b.extend_from_slice(&0i32.to_be_bytes()); // last offset delta
+    b.extend_from_slice(&timestamp.to_be_bytes()); // base timestamp
+    b.extend_from_slice(&timestamp.to_be_bytes()); // max timestamp
+    b.extend_from_slice(&producer_id.to_be_bytes());
+    b.extend_from_slice(&producer_epoch.to_be_bytes());
+    b.extend_from_slice(&NO_SEQUENCE.to_be_bytes());
+    b.extend_from_slice(&1i32.to_be_bytes()); // records count
+    b.extend_from_slice(&record);
+    let crc = batch::compute_crc(&b);
+    b[batch::CRC..batch::CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+/// Reads the end transaction marker from a control batch's first record
+/// (`bytes` holds at least its header; the record may be cut short, then
+/// `None`). `None` too for a compressed batch or a control record that is
+/// not a transaction marker (Kafka's other control types).
+pub(crate) fn parse_end_txn_marker(bytes: &[u8]) -> Option<EndTxnMarker> {
+    if bytes.len() < HEADER_SIZE {
+        return None;
+    }
+    let header = batch::BatchHeader::parse(bytes);
+    if !header.is_control() || header.compression_codec() != 0 || header.records_count < 1 {
+        return None;
+    }
+    let records = &bytes[HEADER_SIZE..];
+    let mut pos = 0;
+    batch::read_varint(records, &mut pos)?; // record length
+    pos += 1; // attributes
+    batch::read_varlong(records, &mut pos)?; // timestamp delta
+    batch::read_varint(records, &mut pos)?; // offset delta
+    let key_len = usize::try_from(batch::read_varint(records, &mut pos)?).ok()?;
+    let key = records.get(pos..pos.checked_add(key_len)?)?;
+    pos += key_len;
+    if key.len() < 4 || i16::from_be_bytes([key[0], key[1]]) < 0 {
+        return None;
+    }
+    let commit = match i16::from_be_bytes([key[2], key[3]]) {
+        CONTROL_TYPE_ABORT => false,
+        CONTROL_TYPE_COMMIT => true,
+        _ => return None,
+    };
+    // The value: version (int16), coordinator epoch (int32).
+    let value_len = batch::read_varint(records, &mut pos)?;
+    let coordinator_epoch = match usize::try_from(value_len) {
+        Ok(len) if len >= 6 => {
+            let value = records.get(pos..pos + 6)?;
+            i32::from_be_bytes(value[2..6].try_into().expect("4 bytes"))
+        }
+        _ => -1,
+    };
+    Some(EndTxnMarker {
+        commit,
+        coordinator_epoch,
+    })
+}
+
+/// How many bytes of a control batch [`parse_end_txn_marker`] needs: the
+/// header and a marker record with room to spare.
+#[allow(dead_code)]
+pub(crate) const MARKER_READ_BYTES: usize = HEADER_SIZE + 64;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_encode_as_kafka_control_batches_and_parse_back() {
+        let marker = EndTxnMarker {
+            commit: false,
+            coordinator_epoch: 7,
+        };
+        let b = encode_end_txn_marker(42, 3, marker, 1_700_000_000_000);
+        let h = batch::BatchHeader::parse(&b);
+        assert_eq!(h.size() as usize, b.len());
+        assert_eq!(h.framing_error(b.len()), None);
+        assert_eq!(h.crc, batch::compute_crc(&b));
+        assert_eq!(h.attributes, 0x30);
+        assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence), (42, 3, -1));
+        assert_eq!((h.records_count, h.last_offset_delta), (1, 0));
+        // length 16, attributes, deltas, key (4 bytes), value (6 bytes), no headers
+        assert_eq!(
+            &b[HEADER_SIZE..],
+            &[32, 0, 0, 0, 8, 0, 0, 0, 0, 12, 0, 0, 0, 0, 0, 7, 0]
+        );
+        assert_eq!(parse_end_txn_marker(&b), Some(marker));
+        let commit = EndTxnMarker {
+            commit: true,
+            coordinator_epoch: -1,
+        };
+        assert_eq!(
+            parse_end_txn_marker(&encode_end_txn_marker(1, 0, commit, 0)),
+            Some(commit)
+        );
+        assert_eq!(parse_end_txn_marker(&b[..HEADER_SIZE + 5]), None, "cut short");
+    }
+
+    #[test]
+    fn unknown_control_types_are_not_markers() {
+        let mut b = encode_end_txn_marker(
+            1,
+            0,
+            EndTxnMarker {
+                commit: true,
+                coordinator_epoch: 0,
+            },
+            0,
+        );
+        b[HEADER_SIZE + 8] = 3; // a snapshot header's control type
+        assert_eq!(parse_end_txn_marker(&b), None);
+    }
+}
