@@ -308,6 +308,9 @@ pub fn log_config(overrides: &BTreeMap<String, String>, broker: &BrokerConfig) -
         message_timestamp_after_max_ms: number("message.timestamp.after.max.ms"),
         // A broker-wide setting in Kafka, not a topic configuration.
         producer_id_expiration_ms: broker.parse::<i64>("producer.id.expiration.ms").unwrap_or(86_400_000),
+        compact: value("cleanup.policy")
+            .split(',')
+            .any(|policy| policy.trim() == "compact"),
     }
 }
 

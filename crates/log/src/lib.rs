@@ -14,8 +14,10 @@
 //! `read`, `durability` (group commit, flush, close) with `group_commit`,
 //! `transactions` (last stable offset, end transaction markers, aborted
 //! transactions),
-//! `recovery` (open), `checkpoint` (the directory's small files), and
-//! `storage`/`sim` (the file system trait, on disk and in memory).
+//! `recovery` (open), `checkpoint` (the directory's small files),
+//! `storage`/`sim` (the file system trait, on disk and in memory), and
+//! `cleaner` (log compaction: offset map, record filtering, crash-safe
+//! segment swaps).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -25,6 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 mod append;
 mod batch;
 mod checkpoint;
+mod cleaner;
 mod durability;
 mod entries;
 mod error;
@@ -48,6 +51,7 @@ mod validate;
 #[path = "../tests/common/encoder.rs"]
 mod test_encoder;
 
+pub use cleaner::{CleanOptions, CleanOutcome, CleanStats, CleanableInfo, SwapStep, Throttler};
 pub use error::LogError;
 pub use producer_state::ProducerStateEntry;
 pub use sim::SimStorage;
@@ -94,6 +98,9 @@ pub struct LogConfig {
     /// before each producer snapshot, and by appends at most every
     /// 10 minutes (Kafka's `producer.id.expiration.check.interval.ms`).
     pub producer_id_expiration_ms: i64,
+    /// `cleanup.policy` includes `compact`: appends refuse records without
+    /// a key (INVALID_RECORD, as Kafka's `LogValidator`).
+    pub compact: bool,
 }
 
 impl Default for LogConfig {
@@ -108,6 +115,7 @@ impl Default for LogConfig {
             message_timestamp_before_max_ms: i64::MAX,
             message_timestamp_after_max_ms: 3_600_000,
             producer_id_expiration_ms: 86_400_000,
+            compact: false,
         }
     }
 }
@@ -213,6 +221,8 @@ pub struct Log {
     failed: AtomicBool,
     /// The last stable offset and the aborted transactions.
     transactions: transactions::Transactions,
+    /// The cleaner checkpoint and the one-cleaning-at-a-time guard.
+    cleaner: cleaner::CleanerState,
 }
 
 /// State only the append path touches, under the append lock.
@@ -284,6 +294,7 @@ impl Log {
             closed: AtomicBool::new(false),
             failed: AtomicBool::new(false),
             transactions,
+            cleaner: cleaner::CleanerState::default(),
         })
     }
     pub fn dir(&self) -> &Path {

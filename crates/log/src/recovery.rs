@@ -40,6 +40,9 @@ fn or_absent<T>(result: io::Result<Option<T>>, what: &str) -> Option<T> {
 
 pub(crate) fn load(storage: &dyn Storage, dir: &Path, config: &LogConfig, now_ms: i64) -> io::Result<Loaded> {
     storage.create_dir_all(dir)?;
+    // A cleaning interrupted by a crash is finished or dropped first; the
+    // segments it swapped in get their indexes rebuilt below.
+    let swapped = crate::cleaner::swap::complete_interrupted(storage, dir)?;
     let clean_shutdown = storage.exists(&dir.join(CLEAN_SHUTDOWN_FILE));
     let names = storage.list_dir(dir)?;
     let mut bases: Vec<i64> = names
@@ -57,6 +60,11 @@ pub(crate) fn load(storage: &dyn Storage, dir: &Path, config: &LogConfig, now_ms
         }
     }
 
+    let cleaned_below = or_absent(
+        checkpoint::read_offset(storage, dir, crate::cleaner::CLEANER_CHECKPOINT_FILE),
+        "cleaner checkpoint",
+    )
+    .unwrap_or(i64::MIN);
     let checkpointed_log_start = or_absent(
         checkpoint::read_offset(storage, dir, LOG_START_OFFSET_FILE),
         "log start",
@@ -86,12 +94,18 @@ pub(crate) fn load(storage: &dyn Storage, dir: &Path, config: &LogConfig, now_ms
     // The writer's indexing state for the last segment, when recovery built it.
     let mut active_state: Option<IndexingState> = None;
     let mut last_epoch = -1;
+    let mut prev_allowed_gaps = false;
     for (i, &base) in bases.iter().enumerate() {
         let next_base = bases.get(i + 1).copied();
         let log = storage.open(&segment::segment_path(dir, base, "log"), false)?;
         let index_file = storage.open(&segment::segment_path(dir, base, "index"), true)?;
         let time_index_file = storage.open(&segment::segment_path(dir, base, "timeindex"), true)?;
-        let flushed = next_base.is_some_and(|next| next <= recovery_point) || clean_shutdown;
+        let flushed =
+            (next_base.is_some_and(|next| next <= recovery_point) || clean_shutdown) && !swapped.contains(&base);
+        // Offset gaps are compaction's, in segments the cleaner wrote: below
+        // the recovery point (it flushes first), swapped in just now, or
+        // below its checkpoint. Elsewhere a gap is damage.
+        let allow_gaps = flushed || swapped.contains(&base) || base < cleaned_below;
         let trusted = if flushed {
             load_flushed(base, &log, &index_file, &time_index_file, config.segment_index_bytes)?
         } else {
@@ -108,6 +122,7 @@ pub(crate) fn load(storage: &dyn Storage, dir: &Path, config: &LogConfig, now_ms
                     config,
                     now_ms,
                     trusted_epochs: trusted_epochs.as_ref(),
+                    allow_gaps,
                 };
                 let (segment, state, truncated) =
                     recovery.run(log, index_file, time_index_file, &mut epochs, &mut last_epoch)?;
@@ -121,7 +136,10 @@ pub(crate) fn load(storage: &dyn Storage, dir: &Path, config: &LogConfig, now_ms
         }
         // A segment that does not continue its predecessor (e.g. a truncated
         // predecessor) cannot be part of the log.
-        let continues = segments.last().is_none_or(|prev| prev.next_offset() == base);
+        let continues = segments
+            .last()
+            .is_none_or(|prev| prev.next_offset() == base || (prev_allowed_gaps && prev.next_offset() < base));
+        prev_allowed_gaps = allow_gaps;
         if !continues {
             tracing::warn!(base_offset = base, "deleting a segment that does not continue the log");
             segment::delete_segment_files(storage, dir, base)?;
@@ -188,6 +206,11 @@ pub(crate) fn load(storage: &dyn Storage, dir: &Path, config: &LogConfig, now_ms
         checkpoint::write_offset(storage, dir, RECOVERY_POINT_FILE, log_end_offset)?;
     }
     if clean_shutdown {
+        // Segments a finished swap put in place were recovered even so.
+        for segment in recovered.iter().filter(|s| swapped.contains(&s.base_offset)) {
+            segment.log.sync()?;
+            segment.flush_indexes()?;
+        }
         storage.remove_file(&dir.join(CLEAN_SHUTDOWN_FILE))?;
     }
     storage.sync_dir(dir)?;
@@ -241,8 +264,8 @@ fn load_flushed(
         } else {
             next_offset
         };
-        if h.base_offset != expected
-            || (batch.position == position && position > 0 && h.last_offset() != indexed_offset)
+        // Flushed segments may hold compaction's offset gaps.
+        if h.base_offset < expected || (batch.position == position && position > 0 && h.last_offset() != indexed_offset)
         {
             return Ok(None);
         }
@@ -283,6 +306,9 @@ struct SegmentRecovery<'a> {
     /// epoch before any batch carries it (and is fsynced before such a batch
     /// is), so each recovered batch must carry exactly the epoch it gives.
     trusted_epochs: Option<&'a LeaderEpochCache>,
+    /// Batches may skip offsets and hold fewer records than their offset
+    /// range (the cleaner's output).
+    allow_gaps: bool,
 }
 
 /// Sequential block reads over a segment file.
@@ -394,13 +420,21 @@ impl SegmentRecovery<'_> {
                 h.crc
             ));
         }
-        if h.base_offset != next_offset {
+        let gap = self.allow_gaps && h.base_offset > next_offset;
+        if h.base_offset != next_offset && !gap {
             return Some(format!(
                 "base offset {} where {next_offset} was expected",
                 h.base_offset
             ));
         }
-        if h.records_count <= 0 || h.last_offset_delta as i64 + 1 != h.records_count as i64 {
+        let span = h.last_offset_delta as i64 + 1;
+        let count = h.records_count as i64;
+        let count_fits = if self.allow_gaps {
+            (0..=span).contains(&count)
+        } else {
+            count > 0 && count == span
+        };
+        if !count_fits {
             return Some(format!(
                 "last offset delta {} with {} records",
                 h.last_offset_delta, h.records_count

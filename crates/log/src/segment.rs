@@ -293,11 +293,11 @@ impl Segment {
         Ok(SegmentRead::Slice(slice))
     }
 
-    /// The first batch from `position` whose last offset is >= `offset`. A
-    /// batch starting past `offset` when the scan began at an index
-    /// position means the index is wrong, and a batch outside the segment's
-    /// offsets means the position is not a batch boundary: both are
-    /// reported as `InvalidData`.
+    /// The first batch from `position` whose last offset is >= `offset`. The
+    /// batch at an index position starting past `offset` means the index is
+    /// wrong (a later batch may: compaction leaves gaps), and a batch outside
+    /// the segment's offsets means the position is not a batch boundary:
+    /// both are reported as `InvalidData`.
     fn find_batch(&self, position: u64, limit: u64, offset: i64) -> io::Result<Option<Located>> {
         let mut scanner = HeaderScanner::new(self.log.as_ref(), position, limit);
         while let Some(batch) = scanner.next_batch()? {
@@ -308,7 +308,7 @@ impl Segment {
                 ));
             }
             if batch.header.last_offset() >= offset {
-                if position > 0 && batch.header.base_offset > offset {
+                if position > 0 && batch.position == position && batch.header.base_offset > offset {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
                         "index points past the offset",

@@ -122,9 +122,15 @@ fn validate_batch(
         return Err(LogError::CorruptMessage(format!("unknown compression codec {codec}")));
     }
     let bounds = TimestampBounds::new(config, now_ms);
+    // Kafka's LogValidator: a compacted topic refuses records without a key.
+    let require_keys = config.compact && !header.is_control();
     let (max_timestamp, max_timestamp_offset_delta) = if codec == 0 {
-        walk_records(&bytes[HEADER_SIZE..], header, &bounds)?
+        walk_records(&bytes[HEADER_SIZE..], header, &bounds, require_keys)?
     } else {
+        if require_keys {
+            // Only compacted topics pay for decompressing on append.
+            crate::cleaner::records::require_keys(bytes, header).map_err(LogError::InvalidRecord)?;
+        }
         bounds.check(header.base_timestamp)?;
         bounds.check(header.max_timestamp)?;
         (header.max_timestamp, 0)
@@ -183,9 +189,15 @@ impl TimestampBounds {
 
 /// Walks an uncompressed batch's records by their length prefixes, checking
 /// that exactly `records_count` records fill the batch with dense offset
-/// deltas, and checking each record's timestamp. Returns the records' max
-/// timestamp and the offset delta of the first record holding it.
-fn walk_records(records: &[u8], header: &BatchHeader, bounds: &TimestampBounds) -> Result<(i64, i32)> {
+/// deltas, and checking each record's timestamp (and, for compacted logs,
+/// that it has a key). Returns the records' max timestamp and the offset
+/// delta of the first record holding it.
+fn walk_records(
+    records: &[u8],
+    header: &BatchHeader,
+    bounds: &TimestampBounds,
+    require_keys: bool,
+) -> Result<(i64, i32)> {
     let invalid = |what: String| Err(LogError::InvalidRecord(what));
     let mut pos = 0;
     let mut max = (NO_TIMESTAMP, 0);
@@ -211,6 +223,9 @@ fn walk_records(records: &[u8], header: &BatchHeader, bounds: &TimestampBounds) 
         };
         if offset_delta != index {
             return invalid(format!("record {index} has offset delta {offset_delta}"));
+        }
+        if require_keys && batch::read_varint(record, &mut at).is_none_or(|key_length| key_length < 0) {
+            return invalid(crate::cleaner::records::KEYLESS_RECORD.to_string());
         }
         let timestamp = header.base_timestamp.wrapping_add(timestamp_delta);
         bounds.check(timestamp)?;
