@@ -101,7 +101,8 @@ impl Log {
         // The producer state and the transactions take the append before
         // the log end offset (and so the high watermark) can pass it.
         writer.producers.commit();
-        self.record_transactions(&mut writer.producers, batches, &writer.batches);
+        self.record_transactions(&mut writer.producers, batches, &writer.batches, active.base_offset)
+            .map_err(|e| self.fail(e))?;
         self.log_end_offset.store(last_offset + 1, Ordering::Release);
         writer
             .producers

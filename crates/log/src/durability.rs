@@ -69,6 +69,7 @@ impl Log {
         }
         if new_recovery_point > *recovery_point {
             self.sync_snapshots(*recovery_point, new_recovery_point)?;
+            self.sync_transaction_indexes(new_recovery_point)?;
             checkpoint::write_offset(
                 self.storage.as_ref(),
                 &self.dir,
@@ -124,6 +125,7 @@ impl Log {
         for segment in self.segments().iter().filter(|s| s.next_offset() > *recovery_point) {
             segment.flush_indexes()?;
         }
+        self.sync_transaction_indexes(log_end_offset)?;
         checkpoint::write_offset(self.storage.as_ref(), &self.dir, RECOVERY_POINT_FILE, log_end_offset)?;
         *recovery_point = log_end_offset;
         Ok(())

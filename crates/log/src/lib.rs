@@ -43,6 +43,7 @@ mod segment;
 mod sim;
 mod storage;
 mod time_index;
+mod transaction_index;
 mod transactions;
 mod validate;
 
@@ -260,14 +261,25 @@ impl Log {
             .segments
             .last()
             .map_or(loaded.log_start_offset, |s| s.next_offset());
+        let mut indexes = transaction_index::load(storage.as_ref(), &dir, &loaded.segments, loaded.recovered_from)?;
         let (producers, snapshots) = producer_snapshot::load(
             storage.as_ref(),
             &dir,
             &loaded.segments,
             config.producer_id_expiration_ms,
             now_ms,
+            &mut indexes.rebuild,
         )?;
-        let transactions = transactions::Transactions::new(&producers, Vec::new());
+        indexes.finish_rebuild(storage.as_ref(), &dir)?;
+        if loaded.recovery_point_dirty {
+            checkpoint::write_offset(
+                storage.as_ref(),
+                &dir,
+                checkpoint::RECOVERY_POINT_FILE,
+                loaded.recovery_point,
+            )?;
+        }
+        let transactions = transactions::Transactions::new(&producers, indexes);
         Ok(Log {
             dir,
             storage,

@@ -34,6 +34,7 @@ use crate::producer_state::{BatchMetadata, ProducerBatch, ProducerEntry, Produce
 use crate::scan::HeaderScanner;
 use crate::segment::{self, Segment};
 use crate::storage::{self, Storage};
+use crate::transaction_index::Rebuild;
 
 pub(crate) const SNAPSHOT_EXTENSION: &str = "snapshot";
 const VERSION: i16 = 1;
@@ -209,13 +210,17 @@ pub(crate) fn prune(
 
 /// The producer state of a log whose (recovered) segments are `segments`,
 /// and the snapshot files kept. Producers idle for `expiration_ms` at
-/// `now_ms` are dropped, as Kafka does when loading.
+/// `now_ms` are dropped, as Kafka does when loading. The replay hands
+/// `rebuild` the markers it meets; markers below the snapshot loaded (down
+/// to `rebuild.from()`) come from a second, scratch replay from an older
+/// snapshot, which leaves the state itself as the newest snapshot gives it.
 pub(crate) fn load(
     storage: &dyn Storage,
     dir: &Path,
     segments: &[Arc<Segment>],
     expiration_ms: i64,
     now_ms: i64,
+    rebuild: &mut Rebuild,
 ) -> io::Result<(ProducerStateManager, BTreeSet<i64>)> {
     let first_base = segments.first().map_or(0, |s| s.base_offset);
     let log_end_offset = segments.last().map_or(first_base, |s| s.next_offset());
@@ -237,32 +242,44 @@ pub(crate) fn load(
         remove(storage, dir, offset)?;
         snapshots.remove(&offset);
     }
-    let mut loaded = None;
-    while let Some(&offset) = snapshots.last() {
-        match read(storage, dir, offset) {
-            Ok(entries) => {
-                loaded = Some((offset, entries));
-                break;
-            }
-            Err(why) => {
-                tracing::warn!(dir = %dir.display(), offset, "deleting an unreadable producer snapshot: {why}");
-                remove(storage, dir, offset)?;
-                snapshots.remove(&offset);
-                removed = true;
-            }
-        }
+    let (from, mut state) = newest_state(storage, dir, &mut snapshots, i64::MAX, first_base, &mut removed)?;
+    if rebuild.from() < from {
+        let (scratch_from, mut scratch) =
+            newest_state(storage, dir, &mut snapshots, rebuild.from(), first_base, &mut removed)?;
+        replay_segments(&mut scratch, segments, scratch_from, from, rebuild)?;
     }
-    let (from, mut state) = match loaded {
-        Some((offset, entries)) => (offset, ProducerStateManager::from_entries(entries)),
-        None => (first_base, ProducerStateManager::default()),
-    };
-    replay_segments(&mut state, segments, from)?;
+    replay_segments(&mut state, segments, from, i64::MAX, rebuild)?;
     state.remove_expired(now_ms, expiration_ms);
     if removed {
         // A deleted snapshot must stay deleted before appends pass its offset again.
         storage.sync_dir(dir)?;
     }
     Ok((state, snapshots))
+}
+
+/// The state of the newest readable snapshot at or below `at_most` and its
+/// offset, or an empty state at `first_base`. Unreadable snapshots met on
+/// the way are deleted.
+fn newest_state(
+    storage: &dyn Storage,
+    dir: &Path,
+    snapshots: &mut BTreeSet<i64>,
+    at_most: i64,
+    first_base: i64,
+    removed: &mut bool,
+) -> io::Result<(i64, ProducerStateManager)> {
+    while let Some(&offset) = snapshots.range(..=at_most).next_back() {
+        match read(storage, dir, offset) {
+            Ok(entries) => return Ok((offset, ProducerStateManager::from_entries(entries))),
+            Err(why) => {
+                tracing::warn!(dir = %dir.display(), offset, "deleting an unreadable producer snapshot: {why}");
+                remove(storage, dir, offset)?;
+                snapshots.remove(&offset);
+                *removed = true;
+            }
+        }
+    }
+    Ok((first_base, ProducerStateManager::default()))
 }
 
 fn read(storage: &dyn Storage, dir: &Path, offset: i64) -> Result<Vec<(i64, ProducerEntry)>, String> {
@@ -273,18 +290,27 @@ fn read(storage: &dyn Storage, dir: &Path, offset: i64) -> Result<Vec<(i64, Prod
     decode(&bytes)
 }
 
-/// Replays the headers of every batch at or after `from` into `state`
-/// (Kafka's `rebuildProducerState`). Recovery already verified the
+/// Replays the headers of every batch at or after `from` and starting
+/// below `until` into `state` (Kafka's `rebuildProducerState`). Recovery already verified the
 /// segments past the recovery point; a damaged header in a trusted one
 /// ends the replay with a warning rather than failing the open.
-fn replay_segments(state: &mut ProducerStateManager, segments: &[Arc<Segment>], from: i64) -> io::Result<()> {
-    for segment in segments.iter().filter(|s| s.next_offset() > from) {
+fn replay_segments(
+    state: &mut ProducerStateManager,
+    segments: &[Arc<Segment>],
+    from: i64,
+    until: i64,
+    rebuild: &mut Rebuild,
+) -> io::Result<()> {
+    for segment in segments
+        .iter()
+        .filter(|s| s.next_offset() > from && s.base_offset < until)
+    {
         let position = segment.offset_index.lookup(from).1;
-        let replayed = replay_segment(state, segment, position, from);
+        let replayed = replay_segment(state, segment, position, from, until, rebuild);
         let replayed = match replayed {
             Err(e) if e.kind() == io::ErrorKind::InvalidData && position > 0 => {
                 tracing::warn!(base_offset = segment.base_offset, error = %e, "offset index looks damaged; scanning");
-                replay_segment(state, segment, 0, from)
+                replay_segment(state, segment, 0, from, until, rebuild)
             }
             other => other,
         };
@@ -300,11 +326,23 @@ fn replay_segments(state: &mut ProducerStateManager, segments: &[Arc<Segment>], 
     Ok(())
 }
 
-fn replay_segment(state: &mut ProducerStateManager, segment: &Segment, position: u64, from: i64) -> io::Result<()> {
+fn replay_segment(
+    state: &mut ProducerStateManager,
+    segment: &Segment,
+    position: u64,
+    from: i64,
+    until: i64,
+    rebuild: &mut Rebuild,
+) -> io::Result<()> {
     let mut scanner = HeaderScanner::new(segment.log.as_ref(), position, segment.size());
     while let Some(batch) = scanner.next_batch()? {
-        if batch.header.last_offset() >= from {
-            state.replay(&ProducerBatch::from_header(&batch.header));
+        if batch.header.base_offset >= until {
+            break;
+        }
+        if batch.header.last_offset() >= from
+            && let Some(completed) = state.replay(&ProducerBatch::from_header(&batch.header))
+        {
+            rebuild.on_marker(state, segment, batch.position, &batch.header, completed)?;
         }
     }
     Ok(())

@@ -24,7 +24,13 @@ const RECOVERY_READ_BYTES: usize = 1 << 20;
 pub(crate) struct Loaded {
     pub segments: Vec<Arc<Segment>>,
     pub log_start_offset: i64,
+    /// The recovery point after recovery (the log end offset). When
+    /// `recovery_point_dirty`, the caller writes it once the state rebuilt
+    /// from the recovered segments (their `.txnindex` files) is durable.
     pub recovery_point: i64,
+    pub recovery_point_dirty: bool,
+    /// The base offset of the first segment recovery scanned, if any.
+    pub recovered_from: Option<i64>,
     pub epochs: LeaderEpochCache,
     pub active_state: IndexingState,
 }
@@ -51,7 +57,7 @@ pub(crate) fn load(storage: &dyn Storage, dir: &Path, config: &LogConfig, now_ms
         .collect();
     bases.sort_unstable();
     for name in &names {
-        let orphan_index = ["index", "timeindex"]
+        let orphan_index = ["index", "timeindex", crate::transaction_index::EXTENSION]
             .iter()
             .filter_map(|ext| segment::parse_file_name(name, ext))
             .any(|base| bases.binary_search(&base).is_err());
@@ -203,7 +209,6 @@ pub(crate) fn load(storage: &dyn Storage, dir: &Path, config: &LogConfig, now_ms
             segment.log.sync()?;
             segment.flush_indexes()?;
         }
-        checkpoint::write_offset(storage, dir, RECOVERY_POINT_FILE, log_end_offset)?;
     }
     if clean_shutdown {
         // Segments a finished swap put in place were recovered even so.
@@ -218,6 +223,8 @@ pub(crate) fn load(storage: &dyn Storage, dir: &Path, config: &LogConfig, now_ms
         segments,
         log_start_offset,
         recovery_point: log_end_offset,
+        recovery_point_dirty: !clean_shutdown,
+        recovered_from: recovered.iter().map(|s| s.base_offset).min(),
         epochs,
         active_state,
     })

@@ -365,7 +365,7 @@ impl Segment {
 }
 
 pub(crate) fn delete_segment_files(storage: &dyn Storage, dir: &Path, base_offset: i64) -> io::Result<()> {
-    for extension in ["log", "index", "timeindex"] {
+    for extension in ["log", "index", "timeindex", crate::transaction_index::EXTENSION] {
         let path = segment_path(dir, base_offset, extension);
         if storage.exists(&path) {
             storage.remove_file(&path)?;

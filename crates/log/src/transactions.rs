@@ -9,19 +9,23 @@
 //!   transactions). The first unstable offset lives in an atomic, so the
 //!   last stable offset costs two loads on every read_committed fetch.
 //! - Each abort marker whose transaction had data in this log adds an
-//!   entry to the aborted transactions, which are kept in memory in marker
-//!   order with the last stable offset at the abort, as Kafka's
-//!   `.txnindex` entries are (`transaction_index`).
+//!   entry to the aborted transactions: in the active segment's
+//!   `.txnindex` file (`transaction_index`), and in memory, in marker
+//!   order, for the fetch path's queries.
 //!
 //! Thread-safety: the state is changed under the append lock (then the
 //! short `state` lock) and by `set_high_watermark` (the `state` lock
 //! only); readers take the `state` lock briefly, never the append lock.
 
-use std::sync::Mutex;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::batch::{self, CONTROL_MASK, CURRENT_MAGIC, HEADER_SIZE, TRANSACTIONAL_MASK};
 use crate::producer_state::{AppendOrigin, NO_SEQUENCE, ProducerStateManager};
+use crate::storage::StorageFile;
+use crate::transaction_index::{self, LoadedIndexes};
 use crate::validate::ValidatedBatch;
 use crate::{AppendInfo, Log, LogError, Result, lock};
 
@@ -67,7 +71,7 @@ pub(crate) struct Transactions {
     state: Mutex<TxnState>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct TxnState {
     /// Ordered by last offset (marker order).
     aborted: Vec<AbortedTxnEntry>,
@@ -76,6 +80,10 @@ struct TxnState {
     unreplicated: Vec<(i64, i64)>,
     /// The first offset of the earliest open transaction, or i64::MAX.
     first_ongoing: i64,
+    /// The segments' `.txnindex` files, by segment base offset.
+    files: BTreeMap<i64, Arc<dyn StorageFile>>,
+    /// The segments whose file has writes not yet fsynced.
+    dirty: BTreeSet<i64>,
 }
 
 impl TxnState {
@@ -86,11 +94,16 @@ impl TxnState {
 }
 
 impl Transactions {
-    pub fn new(producers: &ProducerStateManager, aborted: Vec<AbortedTxnEntry>) -> Transactions {
+    /// The state of a log just opened: every transaction is replicated
+    /// (the high watermark starts at the log end offset).
+    pub fn new(producers: &ProducerStateManager, indexes: LoadedIndexes) -> Transactions {
+        debug_assert_eq!(indexes.rebuild.from(), i64::MAX, "the rebuild is finished");
         let state = TxnState {
-            aborted,
+            aborted: indexes.entries,
             unreplicated: Vec::new(),
             first_ongoing: producers.first_ongoing_offset().unwrap_or(i64::MAX),
+            files: indexes.files,
+            dirty: BTreeSet::new(),
         };
         Transactions {
             first_unstable_offset: AtomicI64::new(state.first_unstable_offset()),
@@ -178,23 +191,27 @@ impl Log {
     }
 
     /// Called by the append path under the append lock, after the
-    /// producer state took the append and before the log end offset moves:
-    /// records the transactions its markers completed and the new first
-    /// unstable offset.
+    /// producer state took the append (written to the segment at
+    /// `segment_base`) and before the log end offset moves: records the
+    /// transactions its markers completed and the new first unstable
+    /// offset. An error leaves the in-memory state as it was.
     pub(crate) fn record_transactions(
         &self,
         producers: &mut ProducerStateManager,
         buf: &[u8],
         batches: &[ValidatedBatch],
-    ) {
+        segment_base: i64,
+    ) -> io::Result<()> {
         let transactional = |b: &ValidatedBatch| b.attributes & (TRANSACTIONAL_MASK | CONTROL_MASK) != 0;
         if producers.completed().is_empty() && !batches.iter().any(transactional) {
-            return;
+            return Ok(());
         }
         let first_ongoing = producers.first_ongoing_offset().unwrap_or(i64::MAX);
         let mut state = lock(&self.transactions.state);
         // Read under the state lock: see `on_high_watermark`.
         let high_watermark = self.high_watermark();
+        let mut unreplicated = Vec::new();
+        let mut aborted = Vec::new();
         for i in 0..producers.completed().len() {
             let completed = producers.completed()[i];
             let b = &batches[completed.batch_index];
@@ -206,7 +223,7 @@ impl Log {
                 continue;
             };
             if completed.marker_offset >= high_watermark {
-                state.unreplicated.push((first_offset, completed.marker_offset));
+                unreplicated.push((first_offset, completed.marker_offset));
             }
             if marker.is_some_and(|m| !m.commit) {
                 // Transactions closed later in this append were still open
@@ -217,7 +234,7 @@ impl Log {
                     .min()
                     .unwrap_or(i64::MAX);
                 let last_stable_offset = first_ongoing.min(later).min(completed.marker_offset + 1);
-                state.aborted.push(AbortedTxnEntry {
+                aborted.push(AbortedTxnEntry {
                     txn: AbortedTransaction {
                         producer_id: completed.producer_id,
                         first_offset,
@@ -227,8 +244,64 @@ impl Log {
                 });
             }
         }
+        if !aborted.is_empty() {
+            self.write_index_entries(&mut state, segment_base, &aborted)?;
+        }
+        state.aborted.extend_from_slice(&aborted);
+        state.unreplicated.extend_from_slice(&unreplicated);
         state.first_ongoing = first_ongoing;
         self.transactions.publish(&state);
+        Ok(())
+    }
+
+    /// Appends entries to a segment's `.txnindex`, creating it on the
+    /// segment's first abort (the directory entry is fsynced by the next
+    /// group commit, before the data that needs it).
+    fn write_index_entries(
+        &self,
+        state: &mut TxnState,
+        segment_base: i64,
+        entries: &[AbortedTxnEntry],
+    ) -> io::Result<()> {
+        let file = match state.files.get(&segment_base) {
+            Some(file) => file.clone(),
+            None => {
+                let path = transaction_index::path(&self.dir, segment_base);
+                let file = self.storage.open(&path, true)?;
+                // Left over from an earlier segment at this offset.
+                file.set_len(0)?;
+                self.dir_dirty.store(true, Ordering::Release);
+                state.files.insert(segment_base, file.clone());
+                file
+            }
+        };
+        let mut bytes = Vec::with_capacity(entries.len() * transaction_index::ENTRY_SIZE);
+        for entry in entries {
+            transaction_index::encode(entry, &mut bytes);
+        }
+        file.append(&bytes)?;
+        state.dirty.insert(segment_base);
+        Ok(())
+    }
+
+    /// Fsyncs the `.txnindex` files of the segments below `offset` (the
+    /// recovery point about to be written), outside the append lock.
+    pub(crate) fn sync_transaction_indexes(&self, offset: i64) -> io::Result<()> {
+        let files: Vec<Arc<dyn StorageFile>> = {
+            let mut state = lock(&self.transactions.state);
+            let bases: Vec<i64> = state.dirty.range(..offset).copied().collect();
+            bases
+                .iter()
+                .filter_map(|base| {
+                    state.dirty.remove(base);
+                    state.files.get(base).cloned()
+                })
+                .collect()
+        };
+        for file in files {
+            file.sync()?;
+        }
+        Ok(())
     }
 
     /// Called after the high watermark moved: transactions whose marker it
@@ -245,12 +318,14 @@ impl Log {
         self.transactions.publish(&state);
     }
 
-    /// Drops the aborted transactions whose markers are below `offset`
-    /// (their segments were deleted).
-    pub(crate) fn forget_aborted_below(&self, offset: i64) {
+    /// Forgets the aborted transactions and index files of the segments
+    /// below `first_base`, which were deleted with their files.
+    pub(crate) fn forget_aborted_below(&self, first_base: i64) {
         let mut state = lock(&self.transactions.state);
-        let below = state.aborted.partition_point(|e| e.txn.last_offset < offset);
+        let below = state.aborted.partition_point(|e| e.txn.last_offset < first_base);
         state.aborted.drain(..below);
+        state.files = state.files.split_off(&first_base);
+        state.dirty = state.dirty.split_off(&first_base);
     }
 }
 
@@ -363,7 +438,6 @@ pub(crate) fn parse_end_txn_marker(bytes: &[u8]) -> Option<EndTxnMarker> {
 
 /// How many bytes of a control batch [`parse_end_txn_marker`] needs: the
 /// header and a marker record with room to spare.
-#[allow(dead_code)]
 pub(crate) const MARKER_READ_BYTES: usize = HEADER_SIZE + 64;
 
 #[cfg(test)]

@@ -5,8 +5,10 @@
 #[path = "common/encoder.rs"]
 mod encoder;
 
+use std::path::Path;
+
 use encoder::{BatchSpec, batch, encode, header, split_batches};
-use gregor_log::{AbortedTransaction, AppendInfo, Log, LogConfig, LogError};
+use gregor_log::{AbortedTransaction, AppendInfo, Log, LogConfig, LogError, SimStorage, Storage};
 
 const NOW: i64 = 1_700_000_000_000;
 const TRANSACTIONAL: i16 = 0x10;
@@ -209,39 +211,90 @@ fn coordinator_appends_need_no_sequence_and_open_transactions() {
     assert_eq!(log.aborted_transactions(0, i64::MAX).unwrap(), []);
 }
 
-/// A deterministic mix of plain batches and three producers' transactions,
-/// with the aborted ones as the test expects them.
-fn interleaved_transactions(log: &Log, rounds: u64) -> Vec<AbortedTransaction> {
-    let mut open: [Option<i64>; 3] = [None; 3];
-    let mut sequences = [0i32; 3];
-    let mut expected = Vec::new();
-    let mut seed = 12345u64;
-    for _ in 0..rounds {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let roll = (seed >> 33) % 10;
-        let p = ((seed >> 40) % 3) as usize;
-        let producer_id = 100 + p as i64;
-        match (roll, open[p]) {
-            (0, _) => {
-                append(log, batch(2, 30, NOW));
-            }
-            (1..=3, Some(first)) => {
-                let commit = roll == 1;
-                let info = marker(log, producer_id, 0, commit);
-                if !commit {
-                    expected.push(aborted(producer_id, first, info.base_offset));
+/// One transaction the test wrote: its producer, first offset, and the
+/// marker's offset and type once ended.
+#[derive(Debug, Clone, Copy)]
+struct Txn {
+    producer_id: i64,
+    first_offset: i64,
+    end: Option<(i64, bool)>,
+}
+
+/// The workload's state: three transactional producers and plain batches,
+/// mixed by a seeded generator so every run writes the same log.
+struct Workload {
+    seed: u64,
+    sequences: [i32; 3],
+    open: [Option<usize>; 3],
+    txns: Vec<Txn>,
+}
+
+impl Workload {
+    fn new() -> Workload {
+        Workload {
+            seed: 12345,
+            sequences: [0; 3],
+            open: [None; 3],
+            txns: Vec::new(),
+        }
+    }
+
+    fn run(&mut self, log: &Log, rounds: usize) {
+        for _ in 0..rounds {
+            self.seed = self
+                .seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let roll = (self.seed >> 33) % 10;
+            let p = ((self.seed >> 40) % 3) as usize;
+            let producer_id = 100 + p as i64;
+            match (roll, self.open[p]) {
+                (0, _) => {
+                    append(log, batch(2, 30, NOW));
                 }
-                open[p] = None;
-            }
-            _ => {
-                let records = 1 + (seed >> 50) as usize % 3;
-                let info = append(log, transactional(producer_id, 0, sequences[p], records));
-                sequences[p] += records as i32;
-                open[p].get_or_insert(info.base_offset);
+                (1..=3, Some(txn)) => {
+                    let commit = roll == 1;
+                    let info = marker(log, producer_id, 0, commit);
+                    self.txns[txn].end = Some((info.base_offset, commit));
+                    self.open[p] = None;
+                }
+                _ => {
+                    let records = 1 + (self.seed >> 50) as usize % 3;
+                    let info = append(log, transactional(producer_id, 0, self.sequences[p], records));
+                    self.sequences[p] += records as i32;
+                    if self.open[p].is_none() {
+                        self.open[p] = Some(self.txns.len());
+                        self.txns.push(Txn {
+                            producer_id,
+                            first_offset: info.base_offset,
+                            end: None,
+                        });
+                    }
+                }
             }
         }
     }
-    expected
+}
+
+/// What the log should say when it ends at `log_end_offset` (a crash may
+/// have cut it): the aborted transactions whose marker it holds, and the
+/// last stable offset (the first transaction whose marker it lacks).
+fn expected_at(txns: &[Txn], log_end_offset: i64) -> (Vec<AbortedTransaction>, i64) {
+    let mut aborted: Vec<_> = txns
+        .iter()
+        .filter_map(|t| match t.end {
+            Some((marker, false)) if marker < log_end_offset => Some(aborted(t.producer_id, t.first_offset, marker)),
+            _ => None,
+        })
+        .collect();
+    aborted.sort_by_key(|t| (t.first_offset, t.last_offset));
+    let last_stable_offset = txns
+        .iter()
+        .filter(|t| t.first_offset < log_end_offset && t.end.is_none_or(|(marker, _)| marker >= log_end_offset))
+        .map(|t| t.first_offset)
+        .min()
+        .unwrap_or(log_end_offset);
+    (aborted, last_stable_offset)
 }
 
 fn overlapping(all: &[AbortedTransaction], start: i64, upper: i64) -> Vec<AbortedTransaction> {
@@ -254,20 +307,62 @@ fn overlapping(all: &[AbortedTransaction], start: i64, upper: i64) -> Vec<Aborte
     found
 }
 
-fn check_aborted_ranges(log: &Log, expected: &[AbortedTransaction]) {
+/// The log's transactions are those of `txns` cut at its log end offset.
+fn check_transactions(log: &Log, txns: &[Txn]) {
     let end = log.log_end_offset();
+    let (expected, last_stable_offset) = expected_at(txns, end);
+    assert_eq!(log.last_stable_offset(), last_stable_offset);
     for start in (log.log_start_offset()..=end).step_by(3) {
-        for upper in [start, start + 1, start + 7, start + 40, log.last_stable_offset(), end] {
+        for upper in [start, start + 1, start + 7, start + 40, last_stable_offset, end] {
             if upper < start {
                 continue;
             }
             assert_eq!(
                 log.aborted_transactions(start, upper).unwrap(),
-                overlapping(expected, start, upper),
+                overlapping(&expected, start, upper),
                 "range [{start}, {upper})"
             );
         }
     }
+}
+
+fn names_ending(storage: &dyn Storage, dir: &Path, extension: &str) -> Vec<String> {
+    let mut names: Vec<String> = storage
+        .list_dir(dir)
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.ends_with(extension))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Every `.txnindex` entry in the directory, decoded by hand (Kafka's
+/// `AbortedTxn`: version int16 0, producer id, first offset, last offset,
+/// last stable offset), ordered by first offset.
+fn index_entries(read: impl Fn(&str) -> Vec<u8>, names: &[String]) -> Vec<AbortedTransaction> {
+    let mut entries = Vec::new();
+    for name in names {
+        let bytes = read(name);
+        assert_eq!(bytes.len() % 34, 0, "{name} holds whole entries");
+        for entry in bytes.chunks(34) {
+            let i64_at = |at: usize| i64::from_be_bytes(entry[at..at + 8].try_into().unwrap());
+            assert_eq!(&entry[..2], &[0, 0], "version 0");
+            let txn = aborted(i64_at(2), i64_at(10), i64_at(18));
+            let base: i64 = name[..20].parse().unwrap();
+            assert!(txn.last_offset >= base, "the marker is in {name}");
+            assert!(i64_at(26) <= txn.last_offset + 1, "the last stable offset at the abort");
+            assert!(
+                entries
+                    .last()
+                    .is_none_or(|e: &AbortedTransaction| e.last_offset < txn.last_offset),
+                "entries in marker order"
+            );
+            entries.push(txn);
+        }
+    }
+    entries.sort_by_key(|t| (t.first_offset, t.last_offset));
+    entries
 }
 
 #[test]
@@ -275,12 +370,137 @@ fn aborted_transactions_are_exactly_those_overlapping_a_range_across_segments() 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t-0");
     let log = Log::open(&path, small_segments()).unwrap();
-    let expected = interleaved_transactions(&log, 300);
+    let mut workload = Workload::new();
+    workload.run(&log, 300);
+    let (expected, _) = expected_at(&workload.txns, log.log_end_offset());
     assert!(expected.len() > 10, "{expected:?}");
-    let segments = std::fs::read_dir(&path)
-        .unwrap()
-        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".log"))
-        .count();
-    assert!(segments > 5, "{segments} segments");
-    check_aborted_ranges(&log, &expected);
+    let segments = names_ending(&gregor_log::DiskStorage, &path, ".log");
+    assert!(segments.len() > 5, "{segments:?}");
+    check_transactions(&log, &workload.txns);
+    // The index files hold the same, each entry in its marker's segment.
+    let txn_indexes = names_ending(&gregor_log::DiskStorage, &path, ".txnindex");
+    assert!(txn_indexes.len() > 3, "{txn_indexes:?}");
+    let read = |name: &str| std::fs::read(path.join(name)).unwrap();
+    assert_eq!(index_entries(read, &txn_indexes), expected);
+}
+
+#[test]
+fn transactions_survive_a_clean_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    let log = Log::open(&path, small_segments()).unwrap();
+    let mut workload = Workload::new();
+    workload.run(&log, 200);
+    let open_before = log.last_stable_offset();
+    assert!(open_before < log.log_end_offset(), "a transaction stays open");
+    log.close().unwrap();
+    let log = Log::open(&path, small_segments()).unwrap();
+    check_transactions(&log, &workload.txns);
+    assert_eq!(log.last_stable_offset(), open_before);
+    // And the log goes on from there.
+    workload.run(&log, 100);
+    check_transactions(&log, &workload.txns);
+}
+
+#[test]
+fn recovery_rebuilds_the_transaction_indexes_past_the_recovery_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    let log = Log::open(&path, small_segments()).unwrap();
+    let mut workload = Workload::new();
+    workload.run(&log, 150);
+    // The group commit moves the recovery point past the rolled segments,
+    // fsyncing their indexes; the segments after stay to be recovered.
+    log.sync_to(log.log_end_offset()).unwrap();
+    let trusted = names_ending(&gregor_log::DiskStorage, &path, ".txnindex");
+    workload.run(&log, 150);
+    let all = names_ending(&gregor_log::DiskStorage, &path, ".txnindex");
+    assert!(all.len() > trusted.len(), "{all:?}");
+    drop(log); // no close: the process died
+    // Lose the newer segments' index files: recovery rebuilds them.
+    for name in all.iter().filter(|n| !trusted.contains(n)) {
+        std::fs::remove_file(path.join(name)).unwrap();
+    }
+    let log = Log::open(&path, small_segments()).unwrap();
+    check_transactions(&log, &workload.txns);
+    let rebuilt = names_ending(&gregor_log::DiskStorage, &path, ".txnindex");
+    let read = |name: &str| std::fs::read(path.join(name)).unwrap();
+    let (expected, _) = expected_at(&workload.txns, log.log_end_offset());
+    assert_eq!(index_entries(read, &rebuilt), expected);
+}
+
+#[test]
+fn a_damaged_transaction_index_is_rebuilt() {
+    let storage = SimStorage::new();
+    let dir = Path::new("/logs/t-0");
+    let log = Log::open_with_storage(dir, small_segments(), storage.clone()).unwrap();
+    let mut workload = Workload::new();
+    workload.run(&log, 200);
+    log.close().unwrap();
+    let first = dir.join(&names_ending(storage.as_ref(), dir, ".txnindex")[0]);
+    let mut bytes = storage.file_contents(&first).unwrap();
+    bytes[1] = 9; // an unknown version
+    storage.set_file_contents(&first, bytes);
+    let log = Log::open_with_storage(dir, small_segments(), storage.clone()).unwrap();
+    check_transactions(&log, &workload.txns);
+}
+
+#[test]
+fn a_power_cut_keeps_the_transactions_of_the_synced_markers() {
+    let storage = SimStorage::new();
+    let dir = Path::new("/logs/t-0");
+    let log = Log::open_with_storage(dir, small_segments(), storage.clone()).unwrap();
+    let mut workload = Workload::new();
+    workload.run(&log, 120);
+    log.sync_to(log.log_end_offset()).unwrap();
+    workload.run(&log, 60);
+    let synced = log.log_end_offset();
+    log.sync_to(synced).unwrap();
+    workload.run(&log, 60); // never synced
+    let (lost, _) = expected_at(&workload.txns, log.log_end_offset());
+    storage.power_cut();
+    drop(log);
+    let log = Log::open_with_storage(dir, small_segments(), storage.clone()).unwrap();
+    assert_eq!(log.log_end_offset(), synced);
+    let (kept, _) = expected_at(&workload.txns, synced);
+    assert!(kept.len() < lost.len(), "unsynced aborts were lost");
+    check_transactions(&log, &workload.txns);
+    let names = names_ending(storage.as_ref(), dir, ".txnindex");
+    let read = |name: &str| storage.file_contents(&dir.join(name)).unwrap();
+    assert_eq!(index_entries(read, &names), kept);
+}
+
+#[test]
+fn deleting_records_deletes_the_transaction_indexes_with_their_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    let log = Log::open(&path, small_segments()).unwrap();
+    let mut workload = Workload::new();
+    workload.run(&log, 300);
+    let before = names_ending(&gregor_log::DiskStorage, &path, ".txnindex");
+    let middle = log.last_stable_offset() / 2;
+    let log_start_offset = log.delete_records_before(middle).unwrap();
+    let first_segment: i64 = names_ending(&gregor_log::DiskStorage, &path, ".log")[0][..20]
+        .parse()
+        .unwrap();
+    assert!(first_segment > 0 && first_segment <= log_start_offset);
+    let after = names_ending(&gregor_log::DiskStorage, &path, ".txnindex");
+    assert!(after.len() < before.len(), "{before:?} then {after:?}");
+    for name in &before {
+        let base: i64 = name[..20].parse().unwrap();
+        assert_eq!(after.contains(name), base >= first_segment, "{name}");
+    }
+    let (expected, _) = expected_at(&workload.txns, log.log_end_offset());
+    let end = log.log_end_offset();
+    assert_eq!(
+        log.aborted_transactions(log_start_offset, end).unwrap(),
+        overlapping(&expected, log_start_offset, end)
+    );
+    // Reopening finds the same.
+    drop(log);
+    let log = Log::open(&path, small_segments()).unwrap();
+    assert_eq!(
+        log.aborted_transactions(log_start_offset, end).unwrap(),
+        overlapping(&expected, log_start_offset, end)
+    );
 }
