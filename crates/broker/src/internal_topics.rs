@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use gregor_log::AppendInfo;
+use bytes::Bytes;
+use gregor_log::{AppendInfo, Log};
+use kafka_protocol::records::{Record, RecordBatchDecoder};
 
 use crate::api::now_ms;
 use crate::partitions::{PartitionManager, Topic, TopicError};
@@ -41,7 +43,8 @@ pub fn partition_for(key: &str, partitions: i32) -> i32 {
 }
 
 /// Appends `records` as one batch to `key`'s partition of topic `name` and
-/// waits until they are durable (coordinators write with acks=all).
+/// waits until they are durable (coordinators write with acks=all). With
+/// `producer`, the batch belongs to that producer's ongoing transaction.
 /// Returns a Kafka error code on failure.
 pub fn append(
     partitions: &PartitionManager,
@@ -49,16 +52,52 @@ pub fn append(
     count: i32,
     key: &str,
     records: &[InternalRecord],
+    producer: Option<(i64, i16)>,
 ) -> Result<AppendInfo, i16> {
     let topic = ensure(partitions, name, count).map_err(|e| e.code())?;
     let partition = &topic.partitions[partition_for(key, topic.partitions.len() as i32) as usize];
-    let mut batch = record_batch::encode(records, now_ms());
-    let info = partitions.append(partition, &mut batch, now_ms()).map_err(|e| {
-        tracing::error!(key, error = %e, "cannot write to {name}");
-        e.code()
-    })?;
+    let mut batch = record_batch::encode(records, now_ms(), producer);
+    let info = partitions
+        .append_internal(partition, &mut batch, now_ms())
+        .map_err(|e| {
+            tracing::error!(key, error = %e, "cannot write to {name}");
+            e.code()
+        })?;
     partition.log.sync_to(info.last_offset + 1).map_err(|e| e.code())?;
     Ok(info)
+}
+
+/// Every record of one log, from its start to its high watermark (coordinators replay their topics on start).
+pub fn read_all(log: &Log) -> Result<Vec<Record>, TopicError> {
+    let end = log.high_watermark();
+    let mut offset = log.log_start_offset();
+    let mut records = Vec::new();
+    while offset < end {
+        let Some(slice) = log.read(offset, 1 << 20, end)? else {
+            break;
+        };
+        let mut bytes = Vec::with_capacity(slice.len());
+        slice.read_into(&mut bytes)?;
+        let sets = RecordBatchDecoder::decode_all(&mut Bytes::from(bytes))
+            .map_err(|e| TopicError::Storage(format!("{}: {e}", log.dir().display())))?;
+        let before = offset;
+        for record in sets.into_iter().flat_map(|set| set.records) {
+            offset = offset.max(record.offset + 1);
+            records.push(record);
+        }
+        if offset == before {
+            break;
+        }
+    }
+    Ok(records)
+}
+
+/// The type of a transaction marker: true for COMMIT, false for ABORT (Kafka's
+/// control record key: version i16, type i16).
+pub fn marker_commits(record: &Record) -> Option<bool> {
+    let key = record.key.as_ref()?;
+    let kind = i16::from_be_bytes(key.get(2..4)?.try_into().ok()?);
+    Some(kind == 1)
 }
 
 #[cfg(test)]

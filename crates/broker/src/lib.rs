@@ -20,6 +20,7 @@ pub mod retention;
 pub mod server;
 pub mod state;
 pub mod topic_config;
+pub mod transactions;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -35,6 +36,7 @@ use fetch_session::FetchSessionCache;
 use groups::GroupCoordinator;
 use partitions::PartitionManager;
 use state::BrokerState;
+use transactions::TransactionCoordinator;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -84,10 +86,15 @@ impl Broker {
         };
         let cluster_id = load_cluster_id(&config.log_dir, node_id)?;
         let groups = GroupCoordinator::new(&config)?;
-        let (partitions, groups) = tokio::task::spawn_blocking(move || {
+        let transactions = TransactionCoordinator::new(&config)?;
+        let (partitions, groups, transactions) = tokio::task::spawn_blocking(move || {
             let partitions = PartitionManager::open(config)?;
             groups.load(&partitions)?;
-            Ok::<_, partitions::TopicError>((partitions, groups))
+            // After the groups: completing a prepared transaction decides the offsets it committed.
+            for (producer_id, committed) in transactions.load(&partitions)? {
+                groups.complete_transaction(producer_id, committed);
+            }
+            Ok::<_, partitions::TopicError>((partitions, groups, transactions))
         })
         .await
         .map_err(|e| BrokerError::Storage(e.to_string()))?
@@ -102,6 +109,7 @@ impl Broker {
             partitions,
             groups,
             producer_ids: Default::default(),
+            transactions,
             fetch_sessions: Mutex::new(FetchSessionCache::new(FETCH_SESSION_SLOTS)),
         };
         Ok(Broker {
@@ -145,13 +153,17 @@ impl Broker {
 /// How often group sessions and rebalance deadlines are checked.
 const GROUP_TIMER_INTERVAL: Duration = Duration::from_millis(100);
 
-/// Expires group members and overdue rebalances, and writes settled groups' metadata.
+/// Expires group members and overdue rebalances, writes settled groups'
+/// metadata, and aborts timed-out transactions.
 async fn group_timers(state: Arc<BrokerState>, mut stopped: watch::Receiver<bool>) {
     let mut interval = tokio::time::interval(GROUP_TIMER_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut transaction_checks = tokio::time::interval(state.transactions.cleanup_interval);
+    transaction_checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = interval.tick() => api::groups::persist_settled_groups(&state).await,
+            _ = transaction_checks.tick() => api::transactions::abort_timed_out(&state).await,
             _ = stopped.changed() => return,
         }
     }

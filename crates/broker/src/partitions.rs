@@ -321,9 +321,48 @@ impl PartitionManager {
     /// is the whole ISR), then wakes waiting fetches.
     pub fn append(&self, partition: &Partition, batches: &mut [u8], now_ms: i64) -> Result<AppendInfo, LogError> {
         let info = partition.log.append(batches, partition.leader_epoch, now_ms)?;
+        self.appended(partition, &info);
+        Ok(info)
+    }
+
+    /// Appends a coordinator's own batch (no sequence checks), like `append`.
+    pub fn append_internal(
+        &self,
+        partition: &Partition,
+        batches: &mut [u8],
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        let info = partition.log.append_internal(batches, partition.leader_epoch, now_ms)?;
+        self.appended(partition, &info);
+        Ok(info)
+    }
+
+    /// Writes a transaction marker and waits until it is durable.
+    pub fn append_marker(
+        &self,
+        partition: &Partition,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+    ) -> Result<AppendInfo, LogError> {
+        let now = crate::api::now_ms();
+        let info = partition.log.append_marker(
+            producer_id,
+            epoch,
+            commit,
+            coordinator_epoch,
+            partition.leader_epoch,
+            now,
+        )?;
+        self.appended(partition, &info);
+        partition.log.sync_to(info.last_offset + 1)?;
+        Ok(info)
+    }
+
+    fn appended(&self, partition: &Partition, info: &AppendInfo) {
         partition.log.set_high_watermark(info.last_offset + 1);
         self.appended.send_modify(|generation| *generation += 1);
-        Ok(info)
     }
 
     pub fn subscribe_appends(&self) -> watch::Receiver<u64> {

@@ -9,9 +9,18 @@ pub struct InternalRecord {
 
 const HEADER_BYTES: usize = 61;
 
+/// Attributes bit of a batch written inside a transaction.
+const TRANSACTIONAL: i16 = 0x10;
+
 /// One v2 record batch holding `records`, all stamped `timestamp_ms`. The base
-/// offset is 0: the log assigns the real one on append.
-pub fn encode(records: &[InternalRecord], timestamp_ms: i64) -> Vec<u8> {
+/// offset is 0: the log assigns the real one on append. With `producer` (id,
+/// epoch) the batch is transactional, as a coordinator writes offsets
+/// committed inside a transaction (no sequence: Kafka's NO_SEQUENCE).
+pub fn encode(records: &[InternalRecord], timestamp_ms: i64, producer: Option<(i64, i16)>) -> Vec<u8> {
+    let (attributes, producer_id, producer_epoch) = match producer {
+        Some((id, epoch)) => (TRANSACTIONAL, id, epoch),
+        None => (0, -1, -1),
+    };
     let mut out = Vec::with_capacity(
         HEADER_BYTES
             + records
@@ -24,12 +33,12 @@ pub fn encode(records: &[InternalRecord], timestamp_ms: i64) -> Vec<u8> {
     out.extend_from_slice(&(-1i32).to_be_bytes()); // partition leader epoch, set by the log
     out.push(2); // magic
     out.extend_from_slice(&0u32.to_be_bytes()); // crc, set below
-    out.extend_from_slice(&0i16.to_be_bytes()); // attributes: no compression, CreateTime
+    out.extend_from_slice(&attributes.to_be_bytes()); // no compression, CreateTime
     out.extend_from_slice(&(records.len() as i32 - 1).to_be_bytes()); // last offset delta
     out.extend_from_slice(&timestamp_ms.to_be_bytes()); // base timestamp
     out.extend_from_slice(&timestamp_ms.to_be_bytes()); // max timestamp
-    out.extend_from_slice(&(-1i64).to_be_bytes()); // producer id
-    out.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
+    out.extend_from_slice(&producer_id.to_be_bytes());
+    out.extend_from_slice(&producer_epoch.to_be_bytes());
     out.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
     out.extend_from_slice(&(records.len() as i32).to_be_bytes());
     let mut body = Vec::new();
@@ -87,7 +96,7 @@ mod tests {
                 value: None,
             },
         ];
-        let mut bytes = Bytes::from(encode(&records, 1234));
+        let mut bytes = Bytes::from(encode(&records, 1234, None));
         let set = RecordBatchDecoder::decode(&mut bytes).unwrap();
         assert_eq!(set.records.len(), 2);
         assert_eq!(set.records[0].key.as_deref(), Some(&b"k1"[..]));

@@ -94,6 +94,11 @@ pub async fn serve(listener: TcpListener, state: Arc<BrokerState>, mut shutdown:
     }
 }
 
+/// Requests read ahead of the one being handled, per connection: the next
+/// request's bytes arrive while the current one is stored (bounded, like a
+/// client's max in-flight requests).
+const READ_AHEAD_REQUESTS: usize = 4;
+
 async fn handle_connection(
     stream: TcpStream,
     peer: SocketAddr,
@@ -102,31 +107,64 @@ async fn handle_connection(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), String> {
     let _ = stream.set_nodelay(true);
-    let (mut reader, writer) = stream.into_split();
+    let (reader, writer) = stream.into_split();
+    let (frames, mut queued) = tokio::sync::mpsc::channel(READ_AHEAD_REQUESTS);
+    let reading = tokio::spawn(read_frames(
+        reader,
+        frames,
+        state.socket_request_max_bytes,
+        state.connection_limits.idle_timeout,
+    ));
     let mut writer = BufWriter::new(writer);
     let mut response = BytesMut::new();
-    loop {
-        let idle_timeout = state.connection_limits.idle_timeout;
+    let result = loop {
         let frame = tokio::select! {
-            frame = tokio::time::timeout(idle_timeout, read_frame(&mut reader, state.socket_request_max_bytes)) => match frame {
-                Ok(frame) => frame?,
-                Err(_) => return Err(format!("idle for connections.max.idle.ms={}", idle_timeout.as_millis())),
-            },
-            _ = shutdown.changed() => return Ok(()),
+            frame = queued.recv() => frame,
+            _ = shutdown.changed() => break Ok(()),
         };
-        let Some(frame) = frame else { return Ok(()) };
+        // The reader ends the queue with its reason to stop, or closes it at a clean end of stream.
+        let frame = match frame {
+            Some(Ok(frame)) => frame,
+            Some(Err(reason)) => break Err(reason),
+            None => break Ok(()),
+        };
         let context = dispatch::RequestContext { connection_id, peer };
         response.clear();
         match dispatch::handle(&state, &context, frame, &mut response).await {
             Outcome::Respond => {
-                writer
-                    .write_all(&response)
-                    .await
-                    .map_err(|e| format!("write failed: {e}"))?;
-                writer.flush().await.map_err(|e| format!("write failed: {e}"))?;
+                if let Err(error) = writer.write_all(&response).await {
+                    break Err(format!("write failed: {error}"));
+                }
+                if let Err(error) = writer.flush().await {
+                    break Err(format!("write failed: {error}"));
+                }
             }
             Outcome::NoResponse => {}
-            Outcome::Close(reason) => return Err(reason),
+            Outcome::Close(reason) => break Err(reason),
+        }
+    };
+    reading.abort();
+    result
+}
+
+/// Reads frames into `frames` until the stream ends, a frame is bad, or the
+/// connection stays idle for `idle_timeout`.
+async fn read_frames(
+    mut reader: tokio::net::tcp::OwnedReadHalf,
+    frames: tokio::sync::mpsc::Sender<Result<Bytes, String>>,
+    max_bytes: usize,
+    idle_timeout: Duration,
+) {
+    loop {
+        let frame = match tokio::time::timeout(idle_timeout, read_frame(&mut reader, max_bytes)).await {
+            Ok(Ok(Some(frame))) => Ok(frame),
+            Ok(Ok(None)) => return,
+            Ok(Err(reason)) => Err(reason),
+            Err(_) => Err(format!("idle for connections.max.idle.ms={}", idle_timeout.as_millis())),
+        };
+        let last = frame.is_err();
+        if frames.send(frame).await.is_err() || last {
+            return;
         }
     }
 }

@@ -8,6 +8,7 @@ use crate::groups::GroupCoordinator;
 use crate::partitions::PartitionManager;
 use crate::producer_ids::ProducerIdManager;
 use crate::server::ConnectionLimits;
+use crate::transactions::TransactionCoordinator;
 
 pub struct BrokerState {
     pub node_id: i32,
@@ -20,6 +21,7 @@ pub struct BrokerState {
     pub partitions: PartitionManager,
     pub groups: GroupCoordinator,
     pub producer_ids: ProducerIdManager,
+    pub transactions: TransactionCoordinator,
     pub fetch_sessions: Mutex<FetchSessionCache>,
 }
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gregor_log::LogError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
 
@@ -228,8 +228,7 @@ fn read_partitions(
         };
         let log = &partition.log;
         let high_watermark = log.high_watermark();
-        // Until transactions exist, the last stable offset is the high watermark.
-        let last_stable_offset = high_watermark;
+        let last_stable_offset = log.last_stable_offset();
         data.high_watermark = high_watermark;
         data.last_stable_offset = last_stable_offset;
         data.log_start_offset = log.log_start_offset();
@@ -251,6 +250,24 @@ fn read_partitions(
                     Ok(()) => {
                         total += bytes.len();
                         data.records = Some(Bytes::from(bytes));
+                        if read_committed {
+                            // The consumer drops these transactions' records itself, as with Kafka.
+                            match log.aborted_transactions(fetch.fetch_offset, upper) {
+                                Ok(aborted) => {
+                                    data.aborted_transactions = Some(
+                                        aborted
+                                            .into_iter()
+                                            .map(|t| {
+                                                AbortedTransaction::default()
+                                                    .with_producer_id(ProducerId(t.producer_id))
+                                                    .with_first_offset(t.first_offset)
+                                            })
+                                            .collect(),
+                                    )
+                                }
+                                Err(error) => failed |= set_error(&mut data, &partition.topic, error),
+                            }
+                        }
                     }
                     Err(error) => failed |= set_error(&mut data, &partition.topic, error),
                 }

@@ -23,9 +23,12 @@ use crate::errors::*;
 use crate::groups::group::{GroupState, JoinOutcome, JoinRequest, SyncOutcome};
 use crate::groups::offsets_topic::OffsetsRecord;
 use crate::groups::{self, offsets_topic};
+use crate::internal_topics;
 use crate::state::BrokerState;
+use crate::transactions::txn_log::TRANSACTION_TOPIC;
 
 const GROUP_KEY: i8 = 0;
+const TRANSACTION_KEY: i8 = 1;
 
 fn text(value: impl Into<String>) -> StrBytes {
     StrBytes::from_string(value.into())
@@ -45,11 +48,17 @@ pub async fn find_coordinator(
                 Err(error) => (COORDINATOR_NOT_AVAILABLE, Some(text(error.to_string()))),
             }
         }
+        TRANSACTION_KEY => {
+            let worker = state.clone();
+            let partitions = state.transactions.log_partitions;
+            match blocking(move || internal_topics::ensure(&worker.partitions, TRANSACTION_TOPIC, partitions)).await {
+                Ok(_) => (NONE, None),
+                Err(error) => (COORDINATOR_NOT_AVAILABLE, Some(text(error.to_string()))),
+            }
+        }
         other => (
-            COORDINATOR_NOT_AVAILABLE,
-            Some(text(format!(
-                "no coordinator for key type {other} yet (transactions are not supported)"
-            ))),
+            INVALID_REQUEST,
+            Some(text(format!("unknown coordinator key type {other}"))),
         ),
     };
     let (node, host, port) = match code {

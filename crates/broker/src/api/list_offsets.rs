@@ -18,6 +18,7 @@ const EARLIEST_LOCAL: i64 = -4;
 
 pub async fn handle(state: &Arc<BrokerState>, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     let lookups = state.clone();
+    let read_committed = request.isolation_level == 1;
     let topics = blocking(move || {
         request
             .topics
@@ -33,7 +34,7 @@ pub async fn handle(state: &Arc<BrokerState>, request: ListOffsetsRequest, versi
                             .with_offset(-1)
                             .with_leader_epoch(-1);
                         match lookups.partitions.partition(&topic.name, wanted.partition_index) {
-                            Some(partition) => lookup(&partition, wanted.timestamp, version, answer),
+                            Some(partition) => lookup(&partition, wanted.timestamp, version, read_committed, answer),
                             None => answer.with_error_code(UNKNOWN_TOPIC_OR_PARTITION),
                         }
                     })
@@ -52,15 +53,21 @@ fn lookup(
     partition: &Partition,
     timestamp: i64,
     version: i16,
+    read_committed: bool,
     answer: ListOffsetsPartitionResponse,
 ) -> ListOffsetsPartitionResponse {
     let log = &partition.log;
     // The leader epoch field exists from v4 on.
     let leader_epoch = if version >= 4 { partition.leader_epoch } else { -1 };
     let answer = answer.with_error_code(NONE).with_leader_epoch(leader_epoch);
-    // Until transactions exist, read_committed's last stable offset is the high watermark.
+    // read_committed consumers end at the last stable offset.
+    let latest = if read_committed {
+        log.last_stable_offset()
+    } else {
+        log.high_watermark()
+    };
     let found = match timestamp {
-        LATEST => Ok(Some((-1, log.high_watermark()))),
+        LATEST => Ok(Some((-1, latest))),
         EARLIEST | EARLIEST_LOCAL => Ok(Some((-1, log.log_start_offset()))),
         MAX_TIMESTAMP => log.max_timestamp().map(|found| found.map(|f| (f.timestamp, f.offset))),
         _ => log

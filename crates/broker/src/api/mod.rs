@@ -54,6 +54,12 @@ pub const SUPPORTED_APIS: &[ApiKey] = &[
     ApiKey::OffsetDelete,
     ApiKey::InitProducerId,
     ApiKey::DescribeProducers,
+    ApiKey::AddPartitionsToTxn,
+    ApiKey::AddOffsetsToTxn,
+    ApiKey::TxnOffsetCommit,
+    ApiKey::EndTxn,
+    ApiKey::DescribeTransactions,
+    ApiKey::ListTransactions,
     ApiKey::ConsumerGroupHeartbeat,
     ApiKey::ConsumerGroupDescribe,
 ];
@@ -107,6 +113,22 @@ pub async fn handle(state: &Arc<BrokerState>, request: &Request<'_>, body: Reque
         }
         RequestKind::DescribeProducers(body) => {
             ResponseKind::DescribeProducers(transactions::describe_producers(state, body).await)
+        }
+        RequestKind::AddPartitionsToTxn(body) => {
+            ResponseKind::AddPartitionsToTxn(transactions::add_partitions_to_txn(state, body, version).await)
+        }
+        RequestKind::AddOffsetsToTxn(body) => {
+            ResponseKind::AddOffsetsToTxn(transactions::add_offsets_to_txn(state, body).await)
+        }
+        RequestKind::TxnOffsetCommit(body) => {
+            ResponseKind::TxnOffsetCommit(transactions::txn_offset_commit(state, body).await)
+        }
+        RequestKind::EndTxn(body) => ResponseKind::EndTxn(transactions::end_txn(state, body).await),
+        RequestKind::DescribeTransactions(body) => {
+            ResponseKind::DescribeTransactions(transactions::describe_transactions(state, body))
+        }
+        RequestKind::ListTransactions(body) => {
+            ResponseKind::ListTransactions(transactions::list_transactions(state, body))
         }
         RequestKind::ConsumerGroupHeartbeat(body) => {
             ResponseKind::ConsumerGroupHeartbeat(consumer_group::heartbeat(state, request, body))

@@ -10,7 +10,9 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
 
 use super::{blocking, now_ms};
-use crate::errors::{CORRUPT_MESSAGE, INVALID_REQUIRED_ACKS, NONE, UNKNOWN_TOPIC_ID, UNKNOWN_TOPIC_OR_PARTITION};
+use crate::errors::{
+    CORRUPT_MESSAGE, INVALID_REQUIRED_ACKS, INVALID_TXN_STATE, NONE, UNKNOWN_TOPIC_ID, UNKNOWN_TOPIC_OR_PARTITION,
+};
 use crate::partitions::Partition;
 use crate::recompress;
 use crate::state::BrokerState;
@@ -46,9 +48,15 @@ pub async fn handle(state: &Arc<BrokerState>, request: ProduceRequest) -> Option
             let partition = topic
                 .as_ref()
                 .and_then(|t| t.partitions.get(usize::try_from(partition_data.index).ok()?).cloned());
+            let unverified = |p: &Partition| match transactional_producer(partition_data.records.as_deref()) {
+                Some((producer_id, epoch)) => !state.transactions.verify(producer_id, epoch, &p.topic, p.index),
+                None => false,
+            };
             let error_code = match (&partition, acks) {
-                (_, -1..=1) if partition.is_none() => missing,
-                (_, -1..=1) => NONE,
+                (None, -1..=1) => missing,
+                // KIP-890: transactional data only to partitions added to the producer's ongoing transaction.
+                (Some(p), -1..=1) if unverified(p) => INVALID_TXN_STATE,
+                (Some(_), -1..=1) => NONE,
                 _ => INVALID_REQUIRED_ACKS,
             };
             let response = PartitionProduceResponse::default()
@@ -128,4 +136,17 @@ pub async fn handle(state: &Arc<BrokerState>, request: ProduceRequest) -> Option
         topics[write.topic].partition_responses.push(write.response);
     }
     Some(ProduceResponse::default().with_responses(topics))
+}
+
+/// The producer id and epoch of the first batch when it is transactional
+/// (attributes bit 4), read from the v2 batch header.
+fn transactional_producer(records: Option<&[u8]>) -> Option<(i64, i16)> {
+    let header = records?.get(..53)?;
+    let attributes = i16::from_be_bytes([header[21], header[22]]);
+    if attributes & 0x10 == 0 {
+        return None;
+    }
+    let producer_id = i64::from_be_bytes(header[43..51].try_into().ok()?);
+    let epoch = i16::from_be_bytes([header[51], header[52]]);
+    Some((producer_id, epoch))
 }

@@ -16,14 +16,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use kafka_protocol::records::RecordBatchDecoder;
-
 use crate::config::{BrokerConfig, ConfigError};
 use crate::internal_topics;
 use crate::partitions::{PartitionManager, Topic, TopicError};
 use group::{Group, GroupLimits, GroupState};
-use offsets_topic::{OFFSETS_TOPIC, OffsetsRecord};
+use offsets_topic::{CommittedOffset, OFFSETS_TOPIC, OffsetsRecord};
+
+/// An offset committed inside a transaction: (group, (topic, partition), value).
+pub type PendingOffset = (String, (String, i32), CommittedOffset);
 
 pub fn now_ms() -> i64 {
     crate::api::now_ms()
@@ -42,6 +42,9 @@ pub struct GroupCoordinator {
     persisted: Mutex<HashMap<String, (i32, GroupState)>>,
     /// `offsets.retention.minutes`
     pub offsets_retention: Duration,
+    /// Offsets committed inside ongoing transactions (TxnOffsetCommit), by
+    /// producer id: they count once the transaction commits.
+    pending_txn_offsets: Mutex<HashMap<i64, Vec<PendingOffset>>>,
     /// `offsets.retention.check.interval.ms`, and when offsets were last checked.
     offsets_retention_check: (Duration, Mutex<Instant>),
 }
@@ -74,6 +77,7 @@ impl GroupCoordinator {
             metadata_max_bytes: number("offset.metadata.max.bytes", 4096)?.max(0) as usize,
             writes: tokio::sync::Mutex::new(()),
             persisted: Mutex::new(HashMap::new()),
+            pending_txn_offsets: Mutex::new(HashMap::new()),
             offsets_retention: Duration::from_secs(60 * number("offsets.retention.minutes", 10_080)?.max(1) as u64),
             offsets_retention_check: (
                 millis("offsets.retention.check.interval.ms", 600_000)?,
@@ -93,50 +97,56 @@ impl GroupCoordinator {
         };
         let mut snapshots = HashMap::new();
         let mut groups = self.groups();
+        let mut pending = self.pending_txn_offsets.lock().unwrap_or_else(|e| e.into_inner());
         for partition in &topic.partitions {
-            let log = &partition.log;
-            let end = log.high_watermark();
-            let mut offset = log.log_start_offset();
-            while offset < end {
-                let Some(slice) = log.read(offset, 1 << 20, end)? else {
-                    break;
-                };
-                let mut bytes = Vec::with_capacity(slice.len());
-                slice.read_into(&mut bytes)?;
-                let mut bytes = Bytes::from(bytes);
-                let sets = RecordBatchDecoder::decode_all(&mut bytes)
-                    .map_err(|e| TopicError::Storage(format!("{OFFSETS_TOPIC}-{}: {e}", partition.index)))?;
-                let before = offset;
-                for record in sets.iter().flat_map(|set| set.records.iter()) {
-                    offset = offset.max(record.offset + 1);
-                    if record.control {
-                        continue;
-                    }
-                    let Some(key) = &record.key else { continue };
-                    match offsets_topic::decode(key, record.value.as_deref()) {
-                        Some(OffsetsRecord::Offset {
-                            group,
-                            topic,
-                            partition,
-                            value,
-                        }) => {
-                            let entry = groups.entry(group.clone()).or_insert_with(|| Group::new(&group));
-                            match value {
-                                Some(value) => entry.offsets.insert((topic, partition), value),
-                                None => entry.offsets.remove(&(topic, partition)),
-                            };
+            for record in internal_topics::read_all(&partition.log)? {
+                if record.control {
+                    // A transaction marker decides the offsets committed inside that transaction.
+                    let committed = pending.remove(&record.producer_id).unwrap_or_default();
+                    if internal_topics::marker_commits(&record) == Some(true) {
+                        for (group, key, value) in committed {
+                            groups
+                                .entry(group.clone())
+                                .or_insert_with(|| Group::new(&group))
+                                .offsets
+                                .insert(key, value);
                         }
-                        Some(OffsetsRecord::Group { group, value }) => {
-                            snapshots.insert(group, value);
-                        }
-                        None => {}
                     }
+                    continue;
                 }
-                if offset == before {
-                    break;
+                let Some(key) = &record.key else { continue };
+                match offsets_topic::decode(key, record.value.as_deref()) {
+                    Some(OffsetsRecord::Offset {
+                        group,
+                        topic,
+                        partition,
+                        value: Some(value),
+                    }) if record.transactional => {
+                        pending
+                            .entry(record.producer_id)
+                            .or_default()
+                            .push((group, (topic, partition), value));
+                    }
+                    Some(OffsetsRecord::Offset {
+                        group,
+                        topic,
+                        partition,
+                        value,
+                    }) => {
+                        let entry = groups.entry(group.clone()).or_insert_with(|| Group::new(&group));
+                        match value {
+                            Some(value) => entry.offsets.insert((topic, partition), value),
+                            None => entry.offsets.remove(&(topic, partition)),
+                        };
+                    }
+                    Some(OffsetsRecord::Group { group, value }) => {
+                        snapshots.insert(group, value);
+                    }
+                    None => {}
                 }
             }
         }
+        drop(pending);
         let now = Instant::now();
         let mut persisted = self.persisted.lock().unwrap_or_else(|e| e.into_inner());
         for (id, snapshot) in snapshots {
@@ -244,6 +254,39 @@ impl GroupCoordinator {
         writes
     }
 
+    /// Remembers offsets a transaction committed (already written to the
+    /// offsets topic as transactional records).
+    pub fn add_pending_txn_offsets(&self, producer_id: i64, offsets: Vec<PendingOffset>) {
+        self.pending_txn_offsets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(producer_id)
+            .or_default()
+            .extend(offsets);
+    }
+
+    /// The transaction of `producer_id` ended: its offsets count, or are dropped.
+    pub fn complete_transaction(&self, producer_id: i64, commit: bool) {
+        let Some(offsets) = self
+            .pending_txn_offsets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&producer_id)
+        else {
+            return;
+        };
+        if commit {
+            let mut groups = self.groups();
+            for (group, key, value) in offsets {
+                groups
+                    .entry(group.clone())
+                    .or_insert_with(|| Group::new(&group))
+                    .offsets
+                    .insert(key, value);
+            }
+        }
+    }
+
     pub fn forget(&self, group: &str) {
         self.persisted.lock().unwrap_or_else(|e| e.into_inner()).remove(group);
     }
@@ -267,13 +310,12 @@ pub fn write(
         return Ok(());
     }
     let internal: Vec<_> = records.iter().map(offsets_topic::encode).collect();
-    internal_topics::append(partitions, OFFSETS_TOPIC, offsets_partitions, group, &internal).map(|_| ())
+    internal_topics::append(partitions, OFFSETS_TOPIC, offsets_partitions, group, &internal, None).map(|_| ())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use offsets_topic::CommittedOffset;
 
     fn coordinator() -> GroupCoordinator {
         let settings = [

@@ -128,24 +128,35 @@ pub fn batch(values: &[&str]) -> Bytes {
 
 /// A batch whose records are stamped `first_timestamp`, +1 ms, +2 ms, ...
 pub fn batch_at(values: &[&str], first_timestamp: i64) -> Bytes {
-    encode_batch(values, first_timestamp, (-1, -1, -1))
+    encode_batch(values, first_timestamp, (-1, -1, -1), false)
 }
 
 /// An idempotent producer's batch: (producer id, epoch, first sequence).
 pub fn idempotent_batch(values: &[&str], producer: (i64, i16, i32)) -> Bytes {
-    encode_batch(values, 1_700_000_000_000, producer)
+    encode_batch(values, 1_700_000_000_000, producer, false)
+}
+
+/// A batch written inside a transaction: (producer id, epoch, first sequence).
+/// Stamped now, like the markers that follow it, so they share a segment.
+pub fn transactional_batch(values: &[&str], producer: (i64, i16, i32)) -> Bytes {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    encode_batch(values, now, producer, true)
 }
 
 fn encode_batch(
     values: &[&str],
     first_timestamp: i64,
     (producer_id, producer_epoch, base_sequence): (i64, i16, i32),
+    transactional: bool,
 ) -> Bytes {
     let records: Vec<Record> = values
         .iter()
         .enumerate()
         .map(|(i, value)| Record {
-            transactional: false,
+            transactional,
             control: false,
             delete_horizon: false,
             partition_leader_epoch: -1,
@@ -227,7 +238,8 @@ pub fn values_of(records: Option<Bytes>) -> Vec<String> {
     let Some(mut bytes) = records else { return Vec::new() };
     let mut values = Vec::new();
     for set in RecordBatchDecoder::decode_all(&mut bytes).unwrap() {
-        for record in set.records {
+        // Transaction markers are control records, not data.
+        for record in set.records.into_iter().filter(|r| !r.control) {
             values.push(String::from_utf8(record.value.unwrap().to_vec()).unwrap());
         }
     }
