@@ -24,7 +24,9 @@ use std::sync::{Arc, Mutex};
 
 use crate::batch::{self, CONTROL_MASK, CURRENT_MAGIC, HEADER_SIZE, TRANSACTIONAL_MASK};
 use crate::producer_state::{AppendOrigin, NO_SEQUENCE, ProducerStateManager};
-use crate::storage::StorageFile;
+use crate::scan::HeaderScanner;
+use crate::segment::Segment;
+use crate::storage::{self, StorageFile};
 use crate::transaction_index::{self, LoadedIndexes};
 use crate::validate::ValidatedBatch;
 use crate::{AppendInfo, Log, LogError, Result, lock};
@@ -316,6 +318,58 @@ impl Log {
         let high_watermark = self.high_watermark();
         state.unreplicated.retain(|(_, marker)| *marker >= high_watermark);
         self.transactions.publish(&state);
+    }
+
+    /// Called once the cleaner swapped `cleaned` in for the segments that
+    /// covered [its base offset, `end`): their `.txnindex` files went with
+    /// them but the first's. The aborted transactions whose marker the
+    /// cleaning removed (Kafka removes a marker once its transaction has
+    /// no data left, after `delete.retention.ms`) are forgotten: a
+    /// read_committed consumer skips a producer's transactional batches
+    /// from an aborted transaction's first offset until that producer's
+    /// abort marker, so an entry without its marker would hide the
+    /// producer's later transactions. The others stay, in the cleaned
+    /// segment's file, rewritten whole.
+    pub(crate) fn on_segments_cleaned(&self, cleaned: &Segment, end: i64) -> io::Result<()> {
+        let base = cleaned.base_offset;
+        let mut markers = BTreeSet::new();
+        let mut scanner = HeaderScanner::new(cleaned.log.as_ref(), 0, cleaned.size());
+        while let Some(batch) = scanner.next_batch()? {
+            if batch.header.is_control() && batch.header.producer_id >= 0 {
+                markers.insert(batch.header.base_offset);
+            }
+        }
+        // The cleaner never touches the active segment, so nothing appends
+        // to these files meanwhile: their I/O runs outside the state lock.
+        let bytes = {
+            let mut state = lock(&self.transactions.state);
+            let in_group = |e: &AbortedTxnEntry| (base..end).contains(&e.txn.last_offset);
+            state
+                .aborted
+                .retain(|e| !in_group(e) || markers.contains(&e.txn.last_offset));
+            let mut bytes = Vec::new();
+            for entry in state.aborted.iter().filter(|e| in_group(e)) {
+                transaction_index::encode(entry, &mut bytes);
+            }
+            let group: Vec<i64> = state.files.range(base..end).map(|(b, _)| *b).collect();
+            for b in group {
+                state.files.remove(&b);
+                state.dirty.remove(&b);
+            }
+            bytes
+        };
+        let path = transaction_index::path(&self.dir, base);
+        if bytes.is_empty() {
+            if self.storage.exists(&path) {
+                self.storage.remove_file(&path)?;
+                self.storage.sync_dir(&self.dir)?;
+            }
+        } else {
+            storage::write_atomically(self.storage.as_ref(), &path, &bytes)?;
+            let file = self.storage.open(&path, false)?;
+            lock(&self.transactions.state).files.insert(base, file);
+        }
+        Ok(())
     }
 
     /// Forgets the aborted transactions and index files of the segments

@@ -504,3 +504,61 @@ fn deleting_records_deletes_the_transaction_indexes_with_their_segments() {
         overlapping(&expected, log_start_offset, end)
     );
 }
+
+#[test]
+fn compaction_keeps_the_index_in_step_with_the_markers_it_keeps() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    let config = LogConfig {
+        compact: true,
+        ..small_segments()
+    };
+    let log = Log::open(&path, config.clone()).unwrap();
+    let data = append(&log, transactional(5, 0, 0, 2));
+    let abort = marker(&log, 5, 0, false);
+    let entry = aborted(5, data.base_offset, abort.base_offset);
+    // The producer's last batch stays whatever happens (Kafka keeps it for
+    // the producer state): make it a later transaction's.
+    append(&log, transactional(5, 0, 2, 1));
+    marker(&log, 5, 0, true);
+    for i in 0..30 {
+        append(&log, batch(2, 40, NOW + i));
+    }
+    let end = log.log_end_offset();
+    assert_eq!(log.aborted_transactions(0, end).unwrap(), [entry]);
+    let indexes = || names_ending(&gregor_log::DiskStorage, &path, ".txnindex");
+    let read = |name: &str| std::fs::read(path.join(name)).unwrap();
+    assert_eq!(index_entries(read, &indexes()), [entry]);
+
+    // The first cleaning removes the aborted data and keeps the marker:
+    // the entry stays, in the cleaned segment's file.
+    let options = gregor_log::CleanOptions {
+        delete_retention_ms: 1000,
+        ..gregor_log::CleanOptions::default()
+    };
+    log.clean(&options, NOW).unwrap();
+    assert_eq!(log.aborted_transactions(0, end).unwrap(), [entry]);
+    assert_eq!(index_entries(read, &indexes()), [entry]);
+    // Later ones remove the marker (after delete.retention.ms): the entry
+    // goes with it, so it cannot hide the producer's later transactions.
+    for round in 1..4 {
+        for i in 0..30 {
+            append(&log, batch(2, 40, NOW + round * 100 + i));
+        }
+        log.clean(&options, NOW + round * 2000).unwrap();
+    }
+    let slice = log.read(abort.base_offset, 1 << 20, i64::MAX).unwrap().unwrap();
+    let mut bytes = Vec::new();
+    slice.read_into(&mut bytes).unwrap();
+    assert!(
+        split_batches(&bytes)
+            .iter()
+            .all(|b| header(b).base_offset != abort.base_offset),
+        "the marker was removed"
+    );
+    assert_eq!(log.aborted_transactions(0, end).unwrap(), []);
+    assert_eq!(index_entries(read, &indexes()), []);
+    log.close().unwrap();
+    let log = Log::open(&path, config).unwrap();
+    assert_eq!(log.aborted_transactions(0, end).unwrap(), []);
+}

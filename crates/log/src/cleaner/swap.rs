@@ -164,6 +164,7 @@ impl Log {
         rename("log", SWAP_SUFFIX, None)
             .and_then(|()| storage.sync_dir(dir))
             .map_err(|e| self.fail(e))?;
+        let old_end = old.last().map_or(base, |s| s.next_offset());
         let cleaned = Arc::new(cleaned);
         let mut segments = lock(&self.segments);
         let mut list = Vec::with_capacity(segments.len());
@@ -175,6 +176,10 @@ impl Log {
             }
         }
         *segments = Arc::new(list);
+        drop(segments);
+        // The aborted transactions index follows the new segment.
+        self.on_segments_cleaned(&cleaned, old_end.max(cleaned.next_offset()))
+            .map_err(|e| self.fail(e))?;
         Ok(Swapped::Done)
     }
 }
