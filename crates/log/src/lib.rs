@@ -1,8 +1,9 @@
 //! The partition log storage engine: Kafka's on-disk layout and format.
 //!
-//! Owns: segments (`.log`, `.index`, `.timeindex`), offsets (log start, log end,
-//! high watermark), batch validation and offset assignment, durability
-//! (flush, group commit, recovery), and checkpoints.
+//! Owns: segments (`.log`, `.index`, `.timeindex`, `.txnindex`), offsets (log
+//! start, log end, high watermark, last stable offset), batch validation and
+//! offset assignment, durability (flush, group commit, recovery), and
+//! checkpoints.
 //! Never: touches the network or an async runtime. The broker calls it from
 //! blocking I/O threads.
 //!
@@ -13,7 +14,8 @@
 //! (over the lock-free `entries`), `scan` (batch header walks), `append`,
 //! `read`, `durability` (group commit, flush, close) with `group_commit`,
 //! `transactions` (last stable offset, end transaction markers, aborted
-//! transactions),
+//! transactions) with `transaction_index` (the `.txnindex` files and their
+//! rebuild on open),
 //! `recovery` (open), `checkpoint` (the directory's small files),
 //! `storage`/`sim` (the file system trait, on disk and in memory), and
 //! `cleaner` (log compaction: offset map, record filtering, crash-safe

@@ -134,6 +134,9 @@ impl Log {
     /// report: those whose [first offset, last offset] overlaps the range,
     /// ordered by first offset (Kafka's `collectAbortedTransactions`).
     pub fn aborted_transactions(&self, start_offset: i64, upper_offset: i64) -> Result<Vec<AbortedTransaction>> {
+        if upper_offset <= start_offset {
+            return Ok(Vec::new());
+        }
         let state = lock(&self.transactions.state);
         let from = state.aborted.partition_point(|e| e.txn.last_offset < start_offset);
         let mut found = Vec::new();

@@ -110,6 +110,12 @@ fn validate_batch(
         )));
     }
     let (producer_id, base_sequence) = (header.producer_id, header.base_sequence);
+    // Markers come from the transaction coordinator (`Log::append_marker`).
+    if header.is_control() && origin == AppendOrigin::Client {
+        return Err(LogError::InvalidRecord(
+            "clients are not allowed to write control records".into(),
+        ));
+    }
     let coordinator_without_sequence =
         origin == AppendOrigin::Coordinator && base_sequence == crate::producer_state::NO_SEQUENCE;
     if producer_id >= 0 && base_sequence < 0 && !coordinator_without_sequence {

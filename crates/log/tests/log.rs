@@ -173,7 +173,7 @@ fn batches_in_one_append_get_consecutive_offsets() {
 }
 
 #[test]
-fn control_batches_are_accepted() {
+fn control_batches_come_from_the_coordinator_only() {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path().join("t-0"), LogConfig::default()).unwrap();
     let mut spec = encoder::BatchSpec::new(1, 6, NOW);
@@ -181,7 +181,10 @@ fn control_batches_are_accepted() {
     spec.producer_id = 42;
     spec.base_sequence = 0;
     let mut marker = encoder::encode(&spec);
-    assert_eq!(log.append(&mut marker, 0, NOW).unwrap().base_offset, 0);
+    // As Kafka's LogValidator: "Clients are not allowed to write control records".
+    let refused = log.append(&mut marker.clone(), 0, NOW).unwrap_err();
+    assert!(matches!(refused, LogError::InvalidRecord(_)), "{refused:?}");
+    assert_eq!(log.append_internal(&mut marker, 0, NOW).unwrap().base_offset, 0);
 }
 
 #[test]

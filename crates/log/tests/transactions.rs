@@ -297,7 +297,11 @@ fn expected_at(txns: &[Txn], log_end_offset: i64) -> (Vec<AbortedTransaction>, i
     (aborted, last_stable_offset)
 }
 
+/// The aborted transactions overlapping [start, upper) (none when empty).
 fn overlapping(all: &[AbortedTransaction], start: i64, upper: i64) -> Vec<AbortedTransaction> {
+    if upper <= start {
+        return Vec::new();
+    }
     let mut found: Vec<_> = all
         .iter()
         .copied()
