@@ -60,6 +60,17 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("min.insync.replicas", "1"),
     ("delete.topic.enable", "true"),
     ("producer.id.expiration.ms", "86400000"),
+    ("log.cleaner.enable", "true"),
+    ("log.cleaner.threads", "1"),
+    ("log.cleaner.backoff.ms", "15000"),
+    ("log.cleaner.dedupe.buffer.size", "134217728"),
+    ("log.cleaner.io.buffer.size", "524288"),
+    ("log.cleaner.io.buffer.load.factor", "0.9"),
+    ("log.cleaner.io.max.bytes.per.second", "1.7976931348623157E308"),
+    ("log.cleaner.min.cleanable.ratio", "0.5"),
+    ("log.cleaner.delete.retention.ms", "86400000"),
+    ("log.cleaner.min.compaction.lag.ms", "0"),
+    ("log.cleaner.max.compaction.lag.ms", "9223372036854775807"),
 ];
 
 impl BrokerConfig {
@@ -157,6 +168,22 @@ impl BrokerConfig {
             }
         }
         config.parse::<bool>("auto.create.topics.enable")?;
+        config.parse::<bool>("log.cleaner.enable")?;
+        config.parse::<usize>("log.cleaner.threads")?;
+        config.parse::<u64>("log.cleaner.backoff.ms")?;
+        for key in ["log.cleaner.dedupe.buffer.size", "log.cleaner.io.buffer.size"] {
+            if config.parse::<usize>(key)? == 0 {
+                return Err(config.invalid(key, "must be > 0"));
+            }
+        }
+        let load_factor = config.parse::<f64>("log.cleaner.io.buffer.load.factor")?;
+        if !(load_factor > 0.0 && load_factor <= 1.0) {
+            return Err(config.invalid("log.cleaner.io.buffer.load.factor", "must be in (0, 1]"));
+        }
+        let io_rate = config.parse::<f64>("log.cleaner.io.max.bytes.per.second")?;
+        if io_rate.is_nan() || io_rate <= 0.0 {
+            return Err(config.invalid("log.cleaner.io.max.bytes.per.second", "must be > 0"));
+        }
         let timestamp_type = config.get("log.message.timestamp.type");
         if timestamp_type != "CreateTime" && timestamp_type != "LogAppendTime" {
             return Err(config.invalid("log.message.timestamp.type", "must be CreateTime or LogAppendTime"));
@@ -262,6 +289,29 @@ mod tests {
         let config = BrokerConfig::load(Some(&path), &set(&[("num.partitions", "5")])).unwrap();
         assert_eq!(config.get("num.partitions"), "5");
         assert_eq!(config.listener.port(), 0);
+    }
+
+    #[test]
+    fn cleaner_settings_have_kafkas_defaults_and_are_checked() {
+        let config = BrokerConfig::load(None, &[]).unwrap();
+        assert_eq!(config.parse::<u64>("log.cleaner.backoff.ms").unwrap(), 15_000);
+        assert_eq!(
+            config.parse::<usize>("log.cleaner.dedupe.buffer.size").unwrap(),
+            128 << 20
+        );
+        assert_eq!(
+            config.parse::<f64>("log.cleaner.io.max.bytes.per.second").unwrap(),
+            f64::MAX
+        );
+        for (key, value) in [
+            ("log.cleaner.threads", "-1"),
+            ("log.cleaner.io.buffer.load.factor", "1.5"),
+            ("log.cleaner.dedupe.buffer.size", "0"),
+            ("log.cleaner.io.max.bytes.per.second", "0"),
+        ] {
+            let error = BrokerConfig::load(None, &set(&[(key, value)])).unwrap_err();
+            assert!(error.to_string().contains(key), "{error}");
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod errors;
 pub mod fetch_session;
 pub mod groups;
 pub mod internal_topics;
+pub mod log_cleaner;
 pub mod partitions;
 pub mod producer_ids;
 pub mod recompress;
@@ -132,6 +133,7 @@ impl Broker {
         let retention_interval =
             Duration::from_millis(self.state.config().parse::<u64>("log.retention.check.interval.ms")?);
         let retention = tokio::spawn(retention::run(self.state.clone(), retention_interval, stopped.clone()));
+        let cleaner = tokio::spawn(log_cleaner::run(self.state.clone(), stopped.clone()));
         let timers = tokio::spawn(group_timers(self.state.clone(), stopped));
         shutdown.await;
         tracing::info!("shutting down");
@@ -139,6 +141,7 @@ impl Broker {
         let _ = server.await;
         let _ = timers.await;
         let _ = retention.await;
+        let _ = cleaner.await;
         // Groups that settled since the last timer tick keep their final state.
         api::groups::persist_settled_groups(&self.state).await;
         let state = self.state.clone();

@@ -54,7 +54,9 @@ fn encode(records: &[Kv], timestamp: i64, compression: Compression, producer: Op
             producer_epoch: producer.map_or(-1, |p| p.epoch),
             timestamp_type: RecordTimestampType::Creation,
             offset: i as i64,
-            sequence: producer.map_or(-1, |p| p.sequence + i as i32),
+            // The encoder keeps records in one batch while offset - sequence
+            // stays the same; without a producer the base sequence is -1.
+            sequence: producer.map_or(i as i32 - 1, |p| p.sequence + i as i32),
             timestamp: timestamp + i as i64,
             key: key.map(|k| Bytes::copy_from_slice(k.as_bytes())),
             value: value.map(|v| Bytes::copy_from_slice(v.as_bytes())),
@@ -340,6 +342,7 @@ fn compressed_batches_keep_their_codec_offsets_and_timestamps() {
                 written.insert(base + i as i64, (k, v, timestamp + i as i64));
             }
         }
+        assert!(read_all(&log).0.iter().all(|b| b.records == 8));
         clean(&log, NOW + 10_000);
         let (batches, records) = read_all(&log);
         assert!(
@@ -347,6 +350,8 @@ fn compressed_batches_keep_their_codec_offsets_and_timestamps() {
                 .iter()
                 .all(|b| b.records == 0 || b.attributes & 7 == compression as i16)
         );
+        let rewritten = |b: &BatchInfo| b.records > 0 && (b.records as i64) < b.last_offset - b.base_offset + 1;
+        assert!(batches.iter().any(rewritten), "some batches lost some of their records");
         assert!(records.len() < written.len());
         let mut latest = BTreeMap::new();
         for (offset, (k, _, _)) in &written {
