@@ -78,6 +78,10 @@ pub fn read_all(log: &Log) -> Result<Vec<Record>, TopicError> {
         };
         let mut bytes = Vec::with_capacity(slice.len());
         slice.read_into(&mut bytes)?;
+        // Compaction leaves batches without records (a producer's last
+        // batch, a cleaning's last batch): the next read starts after the
+        // slice's last batch, not after its last record.
+        let slice_end = end_of_batches(&bytes);
         let sets = RecordBatchDecoder::decode_all(&mut Bytes::from(bytes))
             .map_err(|e| TopicError::Storage(format!("{}: {e}", log.dir().display())))?;
         let before = offset;
@@ -85,11 +89,29 @@ pub fn read_all(log: &Log) -> Result<Vec<Record>, TopicError> {
             offset = offset.max(record.offset + 1);
             records.push(record);
         }
+        offset = offset.max(slice_end.unwrap_or(offset));
         if offset == before {
             break;
         }
     }
     Ok(records)
+}
+
+/// The offset after the last whole v2 batch in `bytes`: its base offset
+/// (bytes 0..8) plus its last offset delta (bytes 23..27) plus one.
+fn end_of_batches(mut bytes: &[u8]) -> Option<i64> {
+    let mut end = None;
+    while bytes.len() >= 61 {
+        let size = i32::from_be_bytes(bytes[8..12].try_into().expect("4 bytes")) as i64 + 12;
+        if size < 61 || size > bytes.len() as i64 {
+            break;
+        }
+        let base_offset = i64::from_be_bytes(bytes[..8].try_into().expect("8 bytes"));
+        let last_offset_delta = i32::from_be_bytes(bytes[23..27].try_into().expect("4 bytes"));
+        end = Some(base_offset + last_offset_delta as i64 + 1);
+        bytes = &bytes[size as usize..];
+    }
+    end
 }
 
 /// The type of a transaction marker: true for COMMIT, false for ABORT (Kafka's
@@ -112,5 +134,51 @@ mod tests {
             (-648006740i32 & 0x7fff_ffff) % 50
         );
         assert!((0..50).contains(&partition_for("ünïcode", 50)));
+    }
+
+    #[test]
+    fn the_replay_reads_past_batches_compaction_emptied() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = gregor_log::LogConfig {
+            // One batch per segment, one segment per cleaned group.
+            segment_bytes: 100,
+            compact: true,
+            ..gregor_log::LogConfig::default()
+        };
+        let log = Log::open(dir.path().join("__consumer_offsets-0"), config).unwrap();
+        let now = now_ms();
+        let record = |key: &str, value: &str| InternalRecord {
+            key: key.as_bytes().to_vec(),
+            value: Some(value.as_bytes().to_vec()),
+        };
+        // A transactional commit, its marker, then a plain commit of the
+        // same key: the cleaning keeps the producer's last batch, empty,
+        // alone in its segment.
+        log.append_internal(
+            &mut record_batch::encode(&[record("k", "v1")], now, Some((7, 0))),
+            0,
+            now,
+        )
+        .unwrap();
+        log.set_high_watermark(log.log_end_offset());
+        log.append_marker(7, 0, true, 0, 0, now).unwrap();
+        for (key, value) in [("k", "v2"), ("z", "last")] {
+            log.append_internal(&mut record_batch::encode(&[record(key, value)], now, None), 0, now)
+                .unwrap();
+        }
+        log.set_high_watermark(log.log_end_offset());
+        let stats = log.clean(&gregor_log::CleanOptions::default(), now).unwrap();
+        assert_eq!(stats.outcome, gregor_log::CleanOutcome::Cleaned);
+        let first = log.read(0, 1 << 20, log.high_watermark()).unwrap().unwrap();
+        assert_eq!(first.len(), 61, "the cleaned first segment holds one empty batch");
+
+        let values: Vec<(Option<Bytes>, Option<Bytes>)> = read_all(&log)
+            .unwrap()
+            .into_iter()
+            .filter(|r| !r.control)
+            .map(|r| (r.key, r.value))
+            .collect();
+        let text = |s: &str| Some(Bytes::copy_from_slice(s.as_bytes()));
+        assert_eq!(values, [(text("k"), text("v2")), (text("z"), text("last"))]);
     }
 }
