@@ -18,6 +18,7 @@ pub mod producer_ids;
 pub mod recompress;
 pub mod record_batch;
 pub mod retention;
+pub mod schema;
 pub mod server;
 pub mod state;
 pub mod topic_config;

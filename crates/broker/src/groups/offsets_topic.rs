@@ -3,6 +3,7 @@
 //! durable and rebuilt on start by replaying the topic.
 
 use crate::record_batch::InternalRecord;
+use crate::schema::{Reader, put_bytes, put_i16, put_nullable_str, put_str};
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
@@ -198,66 +199,6 @@ fn decode_group_value(bytes: &[u8]) -> Option<GroupSnapshot> {
         state_timestamp_ms,
         members,
     })
-}
-
-fn put_i16(out: &mut Vec<u8>, value: i16) {
-    out.extend_from_slice(&value.to_be_bytes());
-}
-
-fn put_str(out: &mut Vec<u8>, text: &str) {
-    put_i16(out, text.len() as i16);
-    out.extend_from_slice(text.as_bytes());
-}
-
-fn put_nullable_str(out: &mut Vec<u8>, text: Option<&str>) {
-    match text {
-        Some(text) => put_str(out, text),
-        None => put_i16(out, -1),
-    }
-}
-
-fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
-    out.extend_from_slice(bytes);
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Option<&[u8]> {
-        if self.0.len() < n {
-            return None;
-        }
-        let (head, tail) = self.0.split_at(n);
-        self.0 = tail;
-        Some(head)
-    }
-    fn i16(&mut self) -> Option<i16> {
-        Some(i16::from_be_bytes(self.take(2)?.try_into().ok()?))
-    }
-    fn i32(&mut self) -> Option<i32> {
-        Some(i32::from_be_bytes(self.take(4)?.try_into().ok()?))
-    }
-    fn i64(&mut self) -> Option<i64> {
-        Some(i64::from_be_bytes(self.take(8)?.try_into().ok()?))
-    }
-    fn nullable_string(&mut self) -> Option<Option<String>> {
-        let length = self.i16()?;
-        if length < 0 {
-            return Some(None);
-        }
-        Some(Some(String::from_utf8(self.take(length as usize)?.to_vec()).ok()?))
-    }
-    fn string(&mut self) -> Option<String> {
-        self.nullable_string()?
-    }
-    fn bytes(&mut self) -> Option<Vec<u8>> {
-        let length = self.i32()?;
-        if length < 0 {
-            return Some(Vec::new());
-        }
-        Some(self.take(length as usize)?.to_vec())
-    }
 }
 
 #[cfg(test)]

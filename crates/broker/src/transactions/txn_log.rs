@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 
 use crate::record_batch::InternalRecord;
+use crate::schema::{Reader, put_str};
 
 pub const TRANSACTION_TOPIC: &str = "__transaction_state";
 
@@ -137,37 +138,6 @@ pub fn decode(key: &[u8], value: Option<&[u8]>) -> Option<(String, Option<TxnRec
             start_ms,
         }),
     ))
-}
-
-fn put_str(out: &mut Vec<u8>, text: &str) {
-    out.extend_from_slice(&(text.len() as i16).to_be_bytes());
-    out.extend_from_slice(text.as_bytes());
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Option<&[u8]> {
-        if self.0.len() < n {
-            return None;
-        }
-        let (head, tail) = self.0.split_at(n);
-        self.0 = tail;
-        Some(head)
-    }
-    fn i16(&mut self) -> Option<i16> {
-        Some(i16::from_be_bytes(self.take(2)?.try_into().ok()?))
-    }
-    fn i32(&mut self) -> Option<i32> {
-        Some(i32::from_be_bytes(self.take(4)?.try_into().ok()?))
-    }
-    fn i64(&mut self) -> Option<i64> {
-        Some(i64::from_be_bytes(self.take(8)?.try_into().ok()?))
-    }
-    fn string(&mut self) -> Option<String> {
-        let length = self.i16()?;
-        String::from_utf8(self.take(usize::try_from(length).ok()?)?.to_vec()).ok()
-    }
 }
 
 #[cfg(test)]
