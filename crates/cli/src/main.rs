@@ -14,6 +14,8 @@ mod perf;
 mod produce;
 mod start;
 mod topic;
+mod txn;
+mod txn_wire;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -48,6 +50,10 @@ enum Command {
     Group(group::GroupArgs),
     /// Measure produce and consume throughput and latency of any Kafka cluster.
     Perf(perf::PerfArgs),
+    /// List and describe transactions.
+    Txn(txn::TxnArgs),
+    /// Describe the idempotent and transactional producers of a topic.
+    Producers(txn::ProducersArgs),
 }
 
 fn main() -> ExitCode {
@@ -66,6 +72,8 @@ fn main() -> ExitCode {
             Command::Config(args) => config_cmd::run(args).await,
             Command::Group(args) => group::run(args).await,
             Command::Perf(args) => perf::run(args).await,
+            Command::Txn(args) => txn::run(args).await,
+            Command::Producers(args) => txn::run_producers(args).await,
         }
     });
     // Client threads of librdkafka may still be winding down; do not wait on them.
