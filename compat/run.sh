@@ -22,7 +22,8 @@ scenarios=(
   "kcat-compression|compat/kcat/scenarios.sh compression"
   "kcat-offsets|compat/kcat/scenarios.sh offsets"
 )
-for test in test_produce_consume_roundtrip test_compression_codecs test_consumer_group_commits test_topic_administration; do
+for test in test_produce_consume_roundtrip test_compression_codecs test_consumer_group_commits test_topic_administration \
+    test_transactions; do
   scenarios+=("confluent-kafka-${test#test_}|$python -m pytest -q -p no:cacheprovider compat/python/test_confluent_kafka.py::$test")
 done
 for test in test_produce_consume_roundtrip test_consumer_group test_topic_administration; do

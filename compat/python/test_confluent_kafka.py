@@ -150,3 +150,81 @@ def test_topic_administration(bootstrap, topic_name):
         raise AssertionError("the configs of a deleted topic were described")
     except KafkaException as error:
         assert error.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+
+
+def read_until(bootstrap, topic, isolation_level, last):
+    """Every value of partition 0 up to and including `last`, as `isolation_level` sees them."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused", "enable.auto.commit": False,
+                         "isolation.level": isolation_level})
+    values = []
+    try:
+        consumer.assign([TopicPartition(topic, 0, 0)])
+        deadline = time.monotonic() + TIMEOUT_S
+        while last not in values:
+            assert time.monotonic() < deadline, f"no {last!r} within {TIMEOUT_S}s, got {values}"
+            message = consumer.poll(0.5)
+            if message is None:
+                continue
+            assert message.error() is None, message.error()
+            values.append(message.value())
+    finally:
+        consumer.close()
+    return values
+
+
+def test_transactions(bootstrap, topic_name):
+    source, output = topic_name, f"{topic_name}-out"
+    create_topic(bootstrap, source, partitions=1)
+    create_topic(bootstrap, output, partitions=1)
+    produce(bootstrap, source, [{"value": f"in-{i}".encode()} for i in range(20)])
+
+    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": f"{topic_name}-txn"})
+    producer.init_transactions(TIMEOUT_S)
+    producer.begin_transaction()
+    producer.produce(output, value=b"aborted")
+    # Flushed first: an abort purges what is still queued, and this record should reach the log.
+    assert producer.flush(TIMEOUT_S) == 0
+    producer.abort_transaction(TIMEOUT_S)
+    producer.begin_transaction()
+    producer.produce(output, value=b"committed")
+    producer.commit_transaction(TIMEOUT_S)
+
+    # Consume-transform-produce: the input's next offsets are committed with
+    # the output (send_offsets_to_transaction), or not at all.
+    group = f"{topic_name}-group"
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+                         "auto.offset.reset": "earliest", "isolation.level": "read_committed"})
+
+    def transform_batch(commit):
+        producer.begin_transaction()
+        for message in consume(consumer, 10):
+            producer.produce(output, value=message.value().replace(b"in-", b"out-"))
+        producer.send_offsets_to_transaction(consumer.position(consumer.assignment()),
+                                             consumer.consumer_group_metadata(), TIMEOUT_S)
+        if commit:
+            producer.commit_transaction(TIMEOUT_S)
+        else:
+            assert producer.flush(TIMEOUT_S) == 0
+            producer.abort_transaction(TIMEOUT_S)
+
+    def committed_offset():
+        return consumer.committed([TopicPartition(source, 0)], timeout=TIMEOUT_S)[0].offset
+
+    try:
+        consumer.assign([TopicPartition(source, 0, 0)])
+        transform_batch(commit=True)
+        assert committed_offset() == 10
+        transform_batch(commit=False)
+        assert committed_offset() == 10, "an aborted transaction's offsets are not committed"
+        # Rewind to the committed offsets and redo the aborted batch.
+        consumer.assign(consumer.committed([TopicPartition(source, 0)], timeout=TIMEOUT_S))
+        transform_batch(commit=True)
+        assert committed_offset() == 20
+    finally:
+        consumer.close()
+
+    produce(bootstrap, output, [{"value": b"end"}])
+    outputs = [f"out-{i}".encode() for i in range(20)]
+    assert read_until(bootstrap, output, "read_committed", b"end") == [b"committed", *outputs, b"end"]
+    assert read_until(bootstrap, output, "read_uncommitted", b"end") == \
+        [b"aborted", b"committed", *outputs[:10], *outputs[10:], *outputs[10:], b"end"]
