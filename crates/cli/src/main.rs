@@ -9,9 +9,11 @@ mod client;
 mod config_admin;
 mod config_cmd;
 mod consume;
+mod datetime;
 mod group;
 mod perf;
 mod produce;
+mod reset_offsets;
 mod start;
 mod topic;
 mod txn;
@@ -46,7 +48,7 @@ enum Command {
     Consume(consume::ConsumeArgs),
     /// Describe and alter topic or broker configs.
     Config(config_cmd::ConfigArgs),
-    /// List consumer groups; show a group's members and lag.
+    /// List, describe and delete consumer groups; reset their committed offsets.
     Group(group::GroupArgs),
     /// Measure produce and consume throughput and latency of any Kafka cluster.
     Perf(perf::PerfArgs),

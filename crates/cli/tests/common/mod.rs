@@ -187,6 +187,12 @@ impl Broker {
     /// A consumer for assign(). librdkafka's assign() needs a group.id even
     /// when nothing is committed; `extra` may set a real one.
     pub fn consumer(&self, extra: &[(&str, &str)]) -> BaseConsumer {
+        self.consumer_config(extra).create().expect("consumer")
+    }
+
+    /// The configuration of [`Broker::consumer`], for consumers that need
+    /// their own context (rebalance callbacks).
+    pub fn consumer_config(&self, extra: &[(&str, &str)]) -> ClientConfig {
         let mut config = self.client_config();
         config.set("group.id", "gregor-tests-assign-only");
         config.set("enable.auto.commit", "false");
@@ -194,7 +200,7 @@ impl Broker {
         for (key, value) in extra {
             config.set(*key, *value);
         }
-        config.create().expect("consumer")
+        config
     }
 
     /// Runs the `gregor` binary with `args` plus `--bootstrap-server`, feeding
