@@ -10,25 +10,6 @@ use crate::segment::{IndexingState, Segment};
 use crate::{AppendInfo, Log, LogConfig, LogError, Result, TimestampType, lock, producer_snapshot, storage, validate};
 
 impl Log {
-    /// Errors when the log may not be written: closed, or offline after a
-    /// failed write or fsync.
-    pub(crate) fn check_writable(&self) -> Result<()> {
-        if self.failed.load(Ordering::Acquire) {
-            return Err(LogError::offline("the log is offline after a storage failure"));
-        }
-        if self.closed.load(Ordering::Acquire) {
-            return Err(LogError::offline("the log is closed"));
-        }
-        Ok(())
-    }
-
-    /// Takes the log offline after an I/O failure and returns the error.
-    pub(crate) fn fail(&self, error: std::io::Error) -> LogError {
-        tracing::error!(dir = %self.dir.display(), %error, "log storage failed; taking the log offline");
-        self.failed.store(true, Ordering::Release);
-        LogError::Storage(error)
-    }
-
     pub(crate) fn append_batches(
         &self,
         batches: &mut [u8],
@@ -71,7 +52,7 @@ impl Log {
         ) {
             active = self
                 .roll(&config, &mut writer.producers, now_ms)
-                .map_err(|e| self.fail(e))?;
+                .map_err(|e| self.fail_unless_out_of_space(e))?;
             writer.active = IndexingState::new(now_ms);
         }
         validate::assign_offsets(batches, &writer.batches, first_offset, leader_epoch);
@@ -83,7 +64,8 @@ impl Log {
             let mut epochs = writer.epochs.clone();
             epochs.assign(leader_epoch, first_offset);
             let path = self.dir.join(checkpoint::LEADER_EPOCH_FILE);
-            storage::replace_file(self.storage.as_ref(), &path, &epochs.encode()).map_err(|e| self.fail(e))?;
+            storage::replace_file(self.storage.as_ref(), &path, &epochs.encode())
+                .map_err(|e| self.fail_unless_out_of_space(e))?;
             self.epochs_dirty.store(true, Ordering::Release);
             writer.epochs = epochs;
         }
@@ -97,13 +79,18 @@ impl Log {
                 &mut writer.active,
                 config.index_interval_bytes,
             )
-            .map_err(|e| self.fail(e))?;
+            .map_err(|e| self.fail_unless_out_of_space(e))?;
+        // The batches are in the segment and published to its readers: a
+        // failure from here on cannot be undone, so it takes the log offline
+        // whatever its cause.
+        //
         // The producer state and the transactions take the append before
         // the log end offset (and so the high watermark) can pass it.
         writer.producers.commit();
         self.record_transactions(&mut writer.producers, batches, &writer.batches, active.base_offset)
             .map_err(|e| self.fail(e))?;
         self.log_end_offset.store(last_offset + 1, Ordering::Release);
+        self.on_write_succeeded();
         writer
             .producers
             .maybe_remove_expired(now_ms, config.producer_id_expiration_ms);
@@ -147,14 +134,17 @@ impl Log {
     /// snapshot at that offset (Kafka snapshots on roll). Called under the
     /// append lock; the new files and their directory entries are fsynced by
     /// the next group commit, not here.
+    ///
+    /// A failure leaves the current segment active and the log as it was.
+    /// It may leave the snapshot or empty segment files at the log end
+    /// offset behind: both are true of the log as it is, recovery accepts
+    /// them, and the next roll overwrites them.
     fn roll(
         &self,
         config: &LogConfig,
         producers: &mut ProducerStateManager,
         now_ms: i64,
     ) -> std::io::Result<Arc<Segment>> {
-        let previous = self.active_segment();
-        previous.on_become_inactive();
         let base_offset = self.log_end_offset();
         producers.remove_expired(now_ms, config.producer_id_expiration_ms);
         producer_snapshot::write(self.storage.as_ref(), &self.dir, base_offset, producers, false)?;
@@ -165,6 +155,7 @@ impl Log {
             base_offset,
             config.segment_index_bytes,
         )?);
+        self.active_segment().on_become_inactive();
         self.dir_dirty.store(true, Ordering::Release);
         let mut segments = lock(&self.segments);
         let mut list = Vec::with_capacity(segments.len() + 1);
@@ -193,7 +184,7 @@ impl Log {
         // Durable first, so that after a crash the start offset still covers
         // whatever segments this call goes on to delete.
         checkpoint::write_offset(self.storage.as_ref(), &self.dir, LOG_START_OFFSET_FILE, offset)
-            .map_err(|e| self.fail(e))?;
+            .map_err(|e| self.fail_unless_out_of_space(e))?;
         let deleted = {
             let _writer = lock(&self.writer);
             self.log_start_offset.store(offset, Ordering::Release);

@@ -8,13 +8,12 @@ use std::io;
 use std::sync::atomic::Ordering;
 
 use crate::checkpoint::{self, CLEAN_SHUTDOWN_FILE, LEADER_EPOCH_FILE, RECOVERY_POINT_FILE};
-use crate::{Log, LogError, Result, lock, producer_snapshot, storage};
+use crate::storage::is_out_of_space;
+use crate::{Log, Result, lock, producer_snapshot, storage};
 
 impl Log {
     pub(crate) fn sync_offsets_below(&self, offset: i64) -> Result<()> {
-        if self.failed.load(Ordering::Acquire) {
-            return Err(LogError::offline("the log is offline after a storage failure"));
-        }
+        self.check_online()?;
         let target = offset.min(self.log_end_offset());
         self.group_commit
             .sync_to(target, || self.sync_appended())
@@ -24,7 +23,7 @@ impl Log {
     /// The group commit leader's work: fsync everything appended so far and
     /// return the offset below which it is durable.
     fn sync_appended(&self) -> io::Result<i64> {
-        if self.failed.load(Ordering::Acquire) {
+        if self.is_offline() {
             return Err(io::Error::other("the log is offline after a storage failure"));
         }
         // Everything below this offset is written; whatever the flags below
@@ -45,7 +44,13 @@ impl Log {
         {
             segment.log.sync()?;
         }
-        self.checkpoint_rolled_segments(upto)?;
+        // The data is durable. The indexes and the recovery point only spare
+        // recovery a rescan: on a full disk they wait for a later sync, and
+        // the appends waiting on this one are answered.
+        match self.checkpoint_rolled_segments(upto) {
+            Err(error) if is_out_of_space(&error) => self.note_out_of_space(&error),
+            other => other?,
+        }
         Ok(upto)
     }
 
@@ -112,7 +117,8 @@ impl Log {
     pub(crate) fn flush_all(&self) -> Result<()> {
         let log_end_offset = self.log_end_offset();
         self.sync_offsets_below(log_end_offset)?;
-        self.flush_indexes_to(log_end_offset).map_err(|e| self.fail(e))
+        self.flush_indexes_to(log_end_offset)
+            .map_err(|e| self.fail_unless_out_of_space(e))
     }
 
     /// Data below `log_end_offset` is durable: write and fsync the indexes
@@ -142,13 +148,14 @@ impl Log {
             self.active_segment().on_become_inactive();
         }
         self.flush_all()?;
-        // Index entries pushed by on_become_inactive above.
+        // Index entries pushed by on_become_inactive above. Without space
+        // for them, the snapshot or the marker, the next open recovers.
         for segment in self.segments().iter() {
-            segment.flush_indexes().map_err(|e| self.fail(e))?;
+            segment.flush_indexes().map_err(|e| self.fail_unless_out_of_space(e))?;
         }
-        self.snapshot_on_close().map_err(|e| self.fail(e))?;
+        self.snapshot_on_close().map_err(|e| self.fail_unless_out_of_space(e))?;
         let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);
-        storage::write_atomically(self.storage.as_ref(), &marker, b"").map_err(|e| self.fail(e))?;
+        storage::write_atomically(self.storage.as_ref(), &marker, b"").map_err(|e| self.fail_unless_out_of_space(e))?;
         Ok(())
     }
 

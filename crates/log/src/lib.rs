@@ -17,6 +17,7 @@
 //! transactions) with `transaction_index` (the `.txnindex` files and their
 //! rebuild on open),
 //! `recovery` (open), `checkpoint` (the directory's small files),
+//! `failure` (offline after a storage failure; a full disk refuses writes),
 //! `storage`/`sim` (the file system trait, on disk and in memory), and
 //! `cleaner` (log compaction: offset map, record filtering, crash-safe
 //! segment swaps).
@@ -33,6 +34,7 @@ mod cleaner;
 mod durability;
 mod entries;
 mod error;
+mod failure;
 mod group_commit;
 mod offset_index;
 mod producer_snapshot;
@@ -218,10 +220,11 @@ pub struct Log {
     /// Segment files were created but the directory not yet fsynced.
     dir_dirty: AtomicBool,
     closed: AtomicBool,
-    /// An fsync or write failed: the log is offline (KAFKA_STORAGE_ERROR),
-    /// as Kafka takes a log directory offline, since after a failed fsync
-    /// nothing is known about what reached the disk.
+    /// A read, write or fsync failed: the log is offline (KAFKA_STORAGE_ERROR)
+    /// until the broker restarts. See `failure`.
     failed: AtomicBool,
+    /// The last write found the disk full (logged once per episode).
+    out_of_space: AtomicBool,
     /// The last stable offset and the aborted transactions.
     transactions: transactions::Transactions,
     /// The cleaner checkpoint and the one-cleaning-at-a-time guard.
@@ -307,6 +310,7 @@ impl Log {
             dir_dirty: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             failed: AtomicBool::new(false),
+            out_of_space: AtomicBool::new(false),
             transactions,
             cleaner: cleaner::CleanerState::default(),
         })
@@ -339,6 +343,21 @@ impl Log {
     /// `start_offset` is outside [log start offset, log end offset].
     pub fn read(&self, start_offset: i64, max_bytes: usize, max_offset: i64) -> Result<Option<FileSlice>> {
         self.read_batches(start_offset, max_bytes, max_offset)
+    }
+    /// Appends the bytes of `slice`, which this log's `read` returned, to
+    /// `out`. A failure takes the log offline, as a failed `read` does.
+    pub fn read_slice(&self, slice: &FileSlice, out: &mut Vec<u8>) -> Result<()> {
+        self.check_online()?;
+        slice.read_into(out).map_err(|e| match e {
+            LogError::Storage(error) => self.fail(error),
+            other => other,
+        })
+    }
+    /// A read, write or fsync failed: the log answers KAFKA_STORAGE_ERROR
+    /// to reads and writes until it is opened again (Kafka's offline
+    /// replica). A full disk does not take it offline.
+    pub fn is_offline(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
     }
     pub fn log_start_offset(&self) -> i64 {
         self.log_start_offset.load(Ordering::Acquire)

@@ -12,6 +12,7 @@ impl Log {
         max_bytes: usize,
         max_offset: i64,
     ) -> Result<Option<FileSlice>> {
+        self.check_online()?;
         let log_start_offset = self.log_start_offset();
         let log_end_offset = self.log_end_offset();
         if start_offset < log_start_offset || start_offset > log_end_offset {
@@ -29,7 +30,12 @@ impl Log {
             .partition_point(|s| s.base_offset <= start_offset)
             .saturating_sub(1);
         for segment in &segments[first..] {
-            match segment.read(start_offset, max_bytes, max_offset)? {
+            // The segment does not hold what the log wrote there: like
+            // Kafka's `LocalLog.read`, a failed read takes the log offline.
+            match segment
+                .read(start_offset, max_bytes, max_offset)
+                .map_err(|e| self.fail(e))?
+            {
                 SegmentRead::Slice(slice) => return Ok(Some(slice)),
                 SegmentRead::Stop => return Ok(None),
                 SegmentRead::Beyond => {}
@@ -42,13 +48,17 @@ impl Log {
     /// segment whose max timestamp reaches it, then its time index, offset
     /// index, and a scan of batch headers from there.
     pub(crate) fn lookup_timestamp(&self, timestamp: i64) -> Result<Option<TimestampOffset>> {
+        self.check_online()?;
         let log_start_offset = self.log_start_offset();
         for segment in self.segments().iter() {
             let reaches = segment.max_timestamp().is_some_and(|max| max.timestamp >= timestamp);
             if segment.next_offset() <= log_start_offset || !reaches {
                 continue;
             }
-            if let Some(found) = segment.find_timestamp(timestamp, log_start_offset)? {
+            if let Some(found) = segment
+                .find_timestamp(timestamp, log_start_offset)
+                .map_err(|e| self.fail(e))?
+            {
                 return Ok(Some(found));
             }
         }

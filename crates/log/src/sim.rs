@@ -2,6 +2,9 @@
 //! bytes written so far and, separately, the bytes a power cut would leave
 //! (those covered by the last `sync`). [`SimStorage::power_cut`] drops every
 //! unsynced write, as the machine losing power would.
+//! [`SimStorage::set_free_bytes`] models a disk that fills up: an append
+//! that does not fit fails with `StorageFull` (ENOSPC) and writes nothing,
+//! as a real file's append does once it has cut its partial write off.
 //!
 //! Directory operations (create, rename, remove) are durable at once: the
 //! log fsyncs its directory after each of them, so modelling a lost rename
@@ -34,6 +37,28 @@ struct SimFile {
 struct Faults {
     fail_writes: AtomicBool,
     fail_syncs: AtomicBool,
+    /// The bytes the disk has left, when limited. Appends use them up; only
+    /// `set_free_bytes` gives space back (the model needs no more to test
+    /// what a full disk does to the log).
+    free_bytes: Mutex<Option<u64>>,
+}
+
+impl Faults {
+    /// Takes `len` bytes of the space left, or fails as a full disk does.
+    fn take_space(&self, len: usize) -> io::Result<()> {
+        let mut free = self.free_bytes.lock().unwrap_or_else(|e| e.into_inner());
+        match *free {
+            Some(left) if (len as u64) > left => Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                format!("no space left on the simulated disk ({left} bytes free, {len} wanted)"),
+            )),
+            Some(left) => {
+                *free = Some(left - len as u64);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
 }
 
 impl SimFile {
@@ -59,6 +84,7 @@ impl StorageFile for SimFile {
         if self.faults.fail_writes.load(Ordering::Relaxed) {
             return Err(injected("write"));
         }
+        self.faults.take_space(data.len())?;
         let mut state = self.state();
         let position = state.data.len();
         state.dirty_from = state.dirty_from.min(position);
@@ -139,6 +165,11 @@ impl SimStorage {
     /// Makes every append fail (a full or failing disk) until cleared.
     pub fn set_fail_writes(&self, fail: bool) {
         self.faults.fail_writes.store(fail, Ordering::Relaxed);
+    }
+
+    /// Limits the space left on the disk to `free` bytes (`None`: no limit).
+    pub fn set_free_bytes(&self, free: Option<u64>) {
+        *self.faults.free_bytes.lock().unwrap_or_else(|e| e.into_inner()) = free;
     }
 
     /// Makes every fsync fail until cleared.
@@ -276,6 +307,22 @@ mod tests {
         storage.power_cut();
         let reopened = storage.open(Path::new("/p/a"), false).unwrap();
         assert_eq!(crate::storage::read_all(reopened.as_ref()).unwrap(), b"0123xy");
+    }
+
+    #[test]
+    fn a_full_disk_refuses_appends_that_do_not_fit_until_space_returns() {
+        let storage = SimStorage::new();
+        storage.create_dir_all(Path::new("/p")).unwrap();
+        let file = storage.open(Path::new("/p/a"), true).unwrap();
+        storage.set_free_bytes(Some(5));
+        file.append(b"abc").unwrap();
+        let full = file.append(b"def").unwrap_err();
+        assert_eq!(full.kind(), io::ErrorKind::StorageFull);
+        assert!(crate::storage::is_out_of_space(&full));
+        file.append(b"de").unwrap();
+        storage.set_free_bytes(None);
+        file.append(b"f").unwrap();
+        assert_eq!(crate::storage::read_all(file.as_ref()).unwrap(), b"abcdef");
     }
 
     #[test]

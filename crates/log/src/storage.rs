@@ -18,8 +18,12 @@ pub trait StorageFile: Send + Sync {
     /// Reads up to `buf.len()` bytes at `position`; fewer only at end of file.
     fn read_at(&self, buf: &mut [u8], position: u64) -> io::Result<usize>;
     /// Writes `data` at the end of the file; returns the position it starts at.
+    /// On failure nothing is appended: a partial write is cut off again, so
+    /// the next append starts where this one did. A failure to cut it off is
+    /// reported as an error of kind `Other`, never as a full disk.
     fn append(&self, data: &[u8]) -> io::Result<u64>;
-    /// Makes every byte written so far durable (fdatasync).
+    /// Makes every byte written so far durable (fdatasync). A failure is
+    /// never of a full disk's kind (see `fsync_failed`).
     fn sync(&self) -> io::Result<()>;
     /// Truncates (or extends with zeros) to `len` bytes.
     fn set_len(&self, len: u64) -> io::Result<()>;
@@ -59,7 +63,8 @@ pub trait Storage: Send + Sync {
     fn remove_dir_all(&self, dir: &Path) -> io::Result<()>;
     /// Atomically replaces `to` with `from`.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
-    /// Makes creations, renames and removals in `dir` durable.
+    /// Makes creations, renames and removals in `dir` durable. A failure is
+    /// never of a full disk's kind (see `fsync_failed`).
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
 }
 
@@ -83,17 +88,24 @@ impl StorageFile for DiskFile {
     fn append(&self, data: &[u8]) -> io::Result<u64> {
         let mut len = self.len.lock().unwrap_or_else(|e| e.into_inner());
         let position = *len;
-        if let Err(e) = self.file.write_all_at(data, position) {
+        if let Err(error) = self.file.write_all_at(data, position) {
             // Leave no partial batch behind for the next append to follow.
-            let _ = self.file.set_len(position);
-            return Err(e);
+            // Shrinking needs no space, so this works on a full disk; if it
+            // fails anyway, the file's end is unknown and the error must not
+            // pass for a full disk the log could recover from.
+            if let Err(cut) = self.file.set_len(position) {
+                return Err(io::Error::other(format!(
+                    "{error}; cutting the partial write back to {position} bytes failed: {cut}"
+                )));
+            }
+            return Err(error);
         }
         *len = position + data.len() as u64;
         Ok(position)
     }
 
     fn sync(&self) -> io::Result<()> {
-        self.file.sync_data()
+        self.file.sync_data().map_err(fsync_failed)
     }
 
     fn set_len(&self, new_len: u64) -> io::Result<()> {
@@ -154,8 +166,27 @@ impl Storage for DiskStorage {
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        File::open(dir)?.sync_all()
+        File::open(dir)?.sync_all().map_err(fsync_failed)
     }
+}
+
+/// A failed fsync passes for anything but a full disk, whatever its errno
+/// (some file systems answer ENOSPC for writes the page cache had taken):
+/// the kernel may have dropped the pages it could not write, so what
+/// reached the disk is unknown and the log must go offline, as Kafka's log
+/// directory does, rather than wait for space and retry.
+fn fsync_failed(error: io::Error) -> io::Error {
+    if is_out_of_space(&error) {
+        io::Error::other(format!("fsync failed: {error}"))
+    } else {
+        error
+    }
+}
+
+/// The file system ran out of space (ENOSPC) or quota (EDQUOT): a write
+/// failed for want of room, not because the device or the files are broken.
+pub(crate) fn is_out_of_space(error: &io::Error) -> bool {
+    matches!(error.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
 }
 
 /// Writes `contents` to `path` so that a crash leaves either the old or the

@@ -257,7 +257,7 @@ impl Log {
 
     pub(crate) fn write_cleaner_checkpoint(&self, offset: i64) -> Result<()> {
         checkpoint::write_offset(self.storage.as_ref(), &self.dir, CLEANER_CHECKPOINT_FILE, offset)
-            .map_err(|e| self.fail(e))?;
+            .map_err(|e| self.fail_unless_out_of_space(e))?;
         *lock(&self.cleaner.checkpoint) = Some(Some(offset));
         Ok(())
     }
