@@ -23,6 +23,18 @@ pub struct Partition {
     pub log: Log,
 }
 
+impl Partition {
+    /// Offline after its log failed a read, write or fsync (Kafka's offline
+    /// replica after a log directory failure): produce, fetch and
+    /// ListOffsets get KAFKA_STORAGE_ERROR and Metadata shows no leader
+    /// until the broker restarts. Only this partition: the others, in the
+    /// same log directory, go on (where Kafka takes the whole directory
+    /// offline). A full disk does not take it offline.
+    pub fn is_offline(&self) -> bool {
+        self.log.is_offline()
+    }
+}
+
 /// A topic's partitions as currently served.
 pub struct Topic {
     pub image: Arc<TopicImage>,
@@ -391,7 +403,8 @@ fn open_topic(
     let config = topic_config::log_config(&image.configs, broker);
     for index in open.len() as i32..image.partitions {
         let dir = log_dir.join(format!("{}-{}", image.name, index));
-        let log = Log::open(dir, config.clone())?;
+        let log = Log::open(&dir, config.clone())
+            .map_err(|e| TopicError::Storage(format!("cannot open {}: {e}", dir.display())))?;
         log.set_high_watermark(log.log_end_offset());
         open.push(Arc::new(Partition {
             topic: image.name.clone(),

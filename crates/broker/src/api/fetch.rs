@@ -15,7 +15,8 @@ use tokio::time::Instant;
 
 use super::blocking;
 use crate::errors::{
-    FETCH_SESSION_ID_NOT_FOUND, INVALID_FETCH_SESSION_EPOCH, NONE, UNKNOWN_TOPIC_ID, UNKNOWN_TOPIC_OR_PARTITION,
+    FETCH_SESSION_ID_NOT_FOUND, INVALID_FETCH_SESSION_EPOCH, KAFKA_STORAGE_ERROR, NONE, UNKNOWN_TOPIC_ID,
+    UNKNOWN_TOPIC_OR_PARTITION,
 };
 use crate::fetch_session::{FetchSession, PartitionFetchState, SessionError, SessionPartition};
 use crate::state::BrokerState;
@@ -226,6 +227,13 @@ fn read_partitions(
             results.push((key, data));
             continue;
         };
+        // Logged once, when the partition went offline; not on every poll.
+        if partition.is_offline() {
+            data.error_code = KAFKA_STORAGE_ERROR;
+            failed = true;
+            results.push((key, data));
+            continue;
+        }
         let log = &partition.log;
         let high_watermark = log.high_watermark();
         let last_stable_offset = log.last_stable_offset();
@@ -246,7 +254,7 @@ fn read_partitions(
         match log.read(fetch.fetch_offset, limit, upper) {
             Ok(Some(slice)) if !slice.is_empty() && budget_left && (total == 0 || slice.len() <= limit) => {
                 let mut bytes = Vec::with_capacity(slice.len());
-                match slice.read_into(&mut bytes) {
+                match log.read_slice(&slice, &mut bytes) {
                     Ok(()) => {
                         total += bytes.len();
                         data.records = Some(Bytes::from(bytes));

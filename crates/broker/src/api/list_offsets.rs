@@ -7,7 +7,7 @@ use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionRespon
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use super::blocking;
-use crate::errors::{NONE, UNKNOWN_TOPIC_OR_PARTITION};
+use crate::errors::{KAFKA_STORAGE_ERROR, NONE, UNKNOWN_TOPIC_OR_PARTITION};
 use crate::partitions::Partition;
 use crate::state::BrokerState;
 
@@ -56,6 +56,10 @@ fn lookup(
     read_committed: bool,
     answer: ListOffsetsPartitionResponse,
 ) -> ListOffsetsPartitionResponse {
+    // Kafka answers for an offline replica without looking at its log.
+    if partition.is_offline() {
+        return answer.with_error_code(KAFKA_STORAGE_ERROR);
+    }
     let log = &partition.log;
     // The leader epoch field exists from v4 on.
     let leader_epoch = if version >= 4 { partition.leader_epoch } else { -1 };

@@ -13,7 +13,9 @@ use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
 use super::blocking;
-use crate::errors::{INVALID_TOPIC_EXCEPTION, NONE, UNKNOWN_TOPIC_ID, UNKNOWN_TOPIC_OR_PARTITION};
+use crate::errors::{
+    INVALID_TOPIC_EXCEPTION, LEADER_NOT_AVAILABLE, NONE, UNKNOWN_TOPIC_ID, UNKNOWN_TOPIC_OR_PARTITION,
+};
 use crate::partitions::{Topic, TopicError, validate_topic_name};
 use crate::state::BrokerState;
 
@@ -97,13 +99,21 @@ pub fn describe_topic(state: &BrokerState, topic: &Topic) -> MetadataResponseTop
         .partitions
         .iter()
         .map(|partition| {
-            MetadataResponsePartition::default()
-                .with_error_code(NONE)
+            let described = MetadataResponsePartition::default()
                 .with_partition_index(partition.index)
-                .with_leader_id(node)
                 .with_leader_epoch(partition.leader_epoch)
                 .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
+                .with_isr_nodes(vec![node]);
+            if partition.is_offline() {
+                // What Kafka shows once the only replica's log directory
+                // failed: no leader, the replica listed offline.
+                described
+                    .with_error_code(LEADER_NOT_AVAILABLE)
+                    .with_leader_id(BrokerId(-1))
+                    .with_offline_replicas(vec![node])
+            } else {
+                described.with_error_code(NONE).with_leader_id(node)
+            }
         })
         .collect();
     MetadataResponseTopic::default()
