@@ -9,7 +9,8 @@ use gregor_log::{AppendInfo, Log};
 use kafka_protocol::records::{Record, RecordBatchDecoder};
 
 use crate::api::now_ms;
-use crate::partitions::{PartitionManager, Topic, TopicError};
+use crate::errors::{KAFKA_STORAGE_ERROR, NOT_COORDINATOR};
+use crate::partitions::{Partition, PartitionManager, Topic, TopicError};
 use crate::record_batch::{self, InternalRecord};
 
 /// The topic `name`, created with `count` partitions if it does not exist yet.
@@ -54,6 +55,21 @@ pub fn append(
     records: &[InternalRecord],
     producer: Option<(i64, i16)>,
 ) -> Result<AppendInfo, i16> {
+    let (partition, info) = append_unsynced(partitions, name, count, key, records, producer)?;
+    partition.log.sync_to(info.last_offset + 1).map_err(|e| e.code())?;
+    Ok(info)
+}
+
+/// [`append`] without waiting for durability: for a write whose loss in a
+/// machine crash is harmless (a later synced write of the same key covers it).
+pub fn append_unsynced(
+    partitions: &PartitionManager,
+    name: &str,
+    count: i32,
+    key: &str,
+    records: &[InternalRecord],
+    producer: Option<(i64, i16)>,
+) -> Result<(Arc<Partition>, AppendInfo), i16> {
     let topic = ensure(partitions, name, count).map_err(|e| e.code())?;
     let partition = &topic.partitions[partition_for(key, topic.partitions.len() as i32) as usize];
     let mut batch = record_batch::encode(records, now_ms(), producer);
@@ -63,8 +79,18 @@ pub fn append(
             tracing::error!(key, error = %e, "cannot write to {name}");
             e.code()
         })?;
-    partition.log.sync_to(info.last_offset + 1).map_err(|e| e.code())?;
-    Ok(info)
+    Ok((Arc::clone(partition), info))
+}
+
+/// What a coordinator answers when writing to its partition failed with
+/// `code`: Kafka's group and transaction coordinators answer a storage
+/// failure (a full or failed log directory) with NOT_COORDINATOR, so the
+/// client looks the coordinator up again and retries.
+pub fn coordinator_error(code: i16) -> i16 {
+    match code {
+        KAFKA_STORAGE_ERROR => NOT_COORDINATOR,
+        other => other,
+    }
 }
 
 /// Every record of one log, from its start to its high watermark (coordinators replay their topics on start).

@@ -158,7 +158,7 @@ impl Broker {
 const GROUP_TIMER_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Expires group members and overdue rebalances, writes settled groups'
-/// metadata, and aborts timed-out transactions.
+/// metadata, and checks transactions (timeouts, markers to write again).
 async fn group_timers(state: Arc<BrokerState>, mut stopped: watch::Receiver<bool>) {
     let mut interval = tokio::time::interval(GROUP_TIMER_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -167,7 +167,7 @@ async fn group_timers(state: Arc<BrokerState>, mut stopped: watch::Receiver<bool
     loop {
         tokio::select! {
             _ = interval.tick() => api::groups::persist_settled_groups(&state).await,
-            _ = transaction_checks.tick() => api::transactions::abort_timed_out(&state).await,
+            _ = transaction_checks.tick() => api::transactions::check_transactions(&state).await,
             _ = stopped.changed() => return,
         }
     }

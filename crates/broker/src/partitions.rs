@@ -349,7 +349,8 @@ impl PartitionManager {
         Ok(info)
     }
 
-    /// Writes a transaction marker and waits until it is durable.
+    /// Writes a transaction marker; the coordinator syncs the markers of a
+    /// transaction together, after writing all of them.
     pub fn append_marker(
         &self,
         partition: &Partition,
@@ -368,7 +369,6 @@ impl PartitionManager {
             now,
         )?;
         self.appended(partition, &info);
-        partition.log.sync_to(info.last_offset + 1)?;
         Ok(info)
     }
 

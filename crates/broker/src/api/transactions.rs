@@ -19,6 +19,7 @@ use kafka_protocol::messages::{
     describe_transactions_response, list_transactions_response,
 };
 use kafka_protocol::protocol::StrBytes;
+use tokio::sync::oneshot;
 
 use super::blocking;
 use crate::errors::*;
@@ -376,34 +377,39 @@ pub async fn end_txn(state: &Arc<BrokerState>, request: EndTxnRequest) -> EndTxn
         Outcome::Abort
     };
     let producer_id = request.producer_id.0;
+    let epoch = request.producer_epoch;
+    let id = request.transactional_id.to_string();
+    // The answer comes once the decision is durable; the markers are
+    // written after it on the same blocking thread.
+    let (decided, answer) = oneshot::channel();
     let worker = state.clone();
-    let result = blocking(move || {
-        worker.transactions.end_transaction(
-            &worker.partitions,
-            &request.transactional_id,
-            producer_id,
-            request.producer_epoch,
-            outcome,
-        )
-    })
-    .await;
-    if result.is_ok() {
-        state
-            .groups
-            .complete_transaction(producer_id, outcome == Outcome::Commit);
-    }
+    tokio::task::spawn_blocking(move || {
+        let completed =
+            worker
+                .transactions
+                .end_transaction(&worker.partitions, &id, producer_id, epoch, outcome, |result| {
+                    let _ = decided.send(result);
+                });
+        if completed {
+            worker
+                .groups
+                .complete_transaction(producer_id, outcome == Outcome::Commit);
+        }
+    });
+    let result = answer.await.unwrap_or(Err(COORDINATOR_NOT_AVAILABLE));
     EndTxnResponse::default()
         .with_error_code(result.err().unwrap_or(NONE))
         .with_producer_id(request.producer_id)
         .with_producer_epoch(request.producer_epoch)
 }
 
-/// Aborts timed-out transactions every `transaction.abort.timed.out.transaction.cleanup.interval.ms`.
-pub async fn abort_timed_out(state: &Arc<BrokerState>) {
+/// Every `transaction.abort.timed.out.transaction.cleanup.interval.ms`:
+/// aborts timed-out transactions and completes any whose markers failed.
+pub async fn check_transactions(state: &Arc<BrokerState>) {
     let worker = state.clone();
-    let aborted = blocking(move || worker.transactions.abort_timed_out(&worker.partitions)).await;
-    for producer_id in aborted {
-        state.groups.complete_transaction(producer_id, false);
+    let ended = blocking(move || worker.transactions.check_transactions(&worker.partitions)).await;
+    for (producer_id, committed) in ended {
+        state.groups.complete_transaction(producer_id, committed);
     }
 }
 

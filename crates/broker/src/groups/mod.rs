@@ -17,7 +17,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::config::{BrokerConfig, ConfigError};
-use crate::errors::{KAFKA_STORAGE_ERROR, NOT_COORDINATOR};
 use crate::internal_topics;
 use crate::partitions::{PartitionManager, Topic, TopicError};
 use group::{Group, GroupLimits, GroupState};
@@ -313,13 +312,7 @@ pub fn write(
     let internal: Vec<_> = records.iter().map(offsets_topic::encode).collect();
     internal_topics::append(partitions, OFFSETS_TOPIC, offsets_partitions, group, &internal, None)
         .map(|_| ())
-        .map_err(|code| match code {
-            // Kafka's group coordinator answers a storage failure of its
-            // partition (a full or failed log directory) with NOT_COORDINATOR:
-            // the client looks the coordinator up again and retries.
-            KAFKA_STORAGE_ERROR => NOT_COORDINATOR,
-            other => other,
-        })
+        .map_err(internal_topics::coordinator_error)
 }
 
 #[cfg(test)]

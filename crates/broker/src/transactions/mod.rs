@@ -5,15 +5,17 @@
 //! then the transaction is complete. After a crash, prepared transactions are
 //! completed on start; ongoing ones are aborted when they time out.
 //!
-//! Thread safety: called from blocking threads only. One mutex over all
-//! transactional ids is held across each operation's log writes, so the log
-//! and memory agree; a second keeps what the produce path checks (KIP-890):
-//! which partitions each producer's ongoing transaction has added.
+//! Thread safety: called from blocking threads only. Each transactional id
+//! has its own lock, held across that id's log writes so its log and memory
+//! agree; different ids proceed in parallel and share fsyncs (group commit).
+//! The map of ids is locked only to find an entry. A separate lock keeps
+//! what the produce path checks (KIP-890): which partitions each producer's
+//! ongoing transaction has added.
 
 pub mod txn_log;
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::api::now_ms;
@@ -30,8 +32,11 @@ type PartitionSet = BTreeSet<(String, i32)>;
 /// The coordinator epoch stamped in markers: one coordinator on a single node.
 const COORDINATOR_EPOCH: i32 = 0;
 
+/// One transactional id's state (None until its first InitProducerId).
+type Entry = Arc<Mutex<Option<TxnRecord>>>;
+
 pub struct TransactionCoordinator {
-    transactions: Mutex<HashMap<String, TxnRecord>>,
+    transactions: Mutex<HashMap<String, Entry>>,
     /// producer id -> (epoch, partitions added to its ongoing transaction).
     ongoing: Mutex<HashMap<i64, (i16, PartitionSet)>>,
     /// `transaction.state.log.num.partitions`
@@ -85,62 +90,181 @@ impl TransactionCoordinator {
         };
     }
 
+    /// The lock of `id`'s state, created empty on first use.
+    fn entry(&self, id: &str) -> Entry {
+        let mut transactions = self.transactions.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(transactions.entry(id.to_string()).or_default())
+    }
+
+    /// Every id's lock, for the periodic checks and the admin listings.
+    fn entries(&self) -> Vec<(String, Entry)> {
+        let transactions = self.transactions.lock().unwrap_or_else(|e| e.into_inner());
+        transactions.iter().map(|(id, e)| (id.clone(), Arc::clone(e))).collect()
+    }
+
     /// Replays `__transaction_state` (the last record of each id wins) and
     /// completes the transactions that were prepared before a crash; returns
     /// their producer ids and whether each committed.
     pub fn load(&self, partitions: &PartitionManager) -> Result<Vec<(i64, bool)>, TopicError> {
-        let mut completed = Vec::new();
         let Some(topic) = partitions.topic(TRANSACTION_TOPIC) else {
-            return Ok(completed);
+            return Ok(Vec::new());
         };
-        let mut transactions = self.transactions.lock().unwrap_or_else(|e| e.into_inner());
+        let mut loaded = HashMap::new();
         for partition in &topic.partitions {
             for record in internal_topics::read_all(&partition.log)? {
                 let Some(key) = &record.key else { continue };
                 match txn_log::decode(key, record.value.as_deref()) {
-                    Some((id, Some(state))) => transactions.insert(id, state),
-                    Some((id, None)) => transactions.remove(&id),
+                    Some((id, Some(state))) => loaded.insert(id, state),
+                    Some((id, None)) => loaded.remove(&id),
                     None => None,
                 };
             }
         }
-        let prepared: Vec<String> = transactions
-            .iter()
-            .filter(|(_, t)| matches!(t.state, TxnState::PrepareCommit | TxnState::PrepareAbort))
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in prepared {
-            let outcome = if transactions[&id].state == TxnState::PrepareCommit {
-                Outcome::Commit
-            } else {
-                Outcome::Abort
+        tracing::info!(
+            transactions = loaded.len(),
+            "loaded transactions from {TRANSACTION_TOPIC}"
+        );
+        for (id, record) in loaded {
+            self.track(&record);
+            *lock(&self.entry(&id)) = Some(record);
+        }
+        let mut ended = self.end_unknown_transactions(partitions);
+        ended.extend(self.complete_prepared(partitions));
+        Ok(ended)
+    }
+
+    /// Settles the transactions the partitions hold open but this
+    /// coordinator does not list there. AddPartitionsToTxn is not synced
+    /// (see `add_partitions`), so a machine crash can lose it while the
+    /// data it let in was synced. Such a transaction was never decided,
+    /// since a decision syncs the log after it: if its producer's
+    /// transaction is still ongoing at the same epoch, the partition joins
+    /// it; otherwise the partition's part is aborted, which the producer
+    /// learns from its next request. Returns the producer ids aborted here.
+    fn end_unknown_transactions(&self, partitions: &PartitionManager) -> Vec<(i64, bool)> {
+        let mut by_producer = HashMap::new();
+        for (id, entry) in self.entries() {
+            if let Some(record) = lock(&entry).as_ref() {
+                by_producer.insert(record.producer_id, (id.clone(), Arc::clone(&entry)));
+            }
+        }
+        let mut aborted = Vec::new();
+        for topic in partitions.topics().values() {
+            for partition in &topic.partitions {
+                let key = (partition.topic.clone(), partition.index);
+                for producer in partition.log.producer_states() {
+                    if producer.current_txn_start_offset < 0 {
+                        continue;
+                    }
+                    if let Some((id, entry)) = by_producer.get(&producer.producer_id)
+                        && self.adopt(partitions, id, entry, &key, producer.producer_epoch)
+                    {
+                        continue;
+                    }
+                    tracing::warn!(
+                        topic = %key.0,
+                        partition = key.1,
+                        producer_id = producer.producer_id,
+                        "aborting a transaction the coordinator lost track of in a crash"
+                    );
+                    let marker = partitions
+                        .append_marker(
+                            partition,
+                            producer.producer_id,
+                            producer.producer_epoch,
+                            false,
+                            COORDINATOR_EPOCH,
+                        )
+                        .and_then(|info| partition.log.sync_to(info.last_offset + 1));
+                    match marker {
+                        Ok(_) => aborted.push((producer.producer_id, false)),
+                        Err(error) => {
+                            tracing::error!(topic = %key.0, partition = key.1, %error, "cannot abort a lost transaction")
+                        }
+                    }
+                }
+            }
+        }
+        aborted
+    }
+
+    /// Whether `id`'s transaction covers the open transaction its producer
+    /// (at `epoch`) has in `partition`, adding the partition to it if the
+    /// transaction is ongoing at that epoch.
+    fn adopt(
+        &self,
+        partitions: &PartitionManager,
+        id: &str,
+        entry: &Entry,
+        partition: &(String, i32),
+        epoch: i16,
+    ) -> bool {
+        let mut current = lock(entry);
+        let Some(record) = current.as_mut() else { return false };
+        match record.state {
+            TxnState::Ongoing | TxnState::PrepareCommit | TxnState::PrepareAbort
+                if record.partitions.contains(partition) =>
+            {
+                true
+            }
+            TxnState::Ongoing if record.producer_epoch == epoch => {
+                let mut updated = record.clone();
+                updated.partitions.insert(partition.clone());
+                if self.persist(partitions, id, &updated, true).is_err() {
+                    return false;
+                }
+                tracing::info!(transactional_id = id, topic = %partition.0, partition = partition.1, "re-added a partition to an ongoing transaction after a crash");
+                *record = updated;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Completes every prepared transaction: those prepared before a
+    /// restart, and those whose markers could not be written when they
+    /// were decided. Returns their producer ids and whether each committed.
+    fn complete_prepared(&self, partitions: &PartitionManager) -> Vec<(i64, bool)> {
+        let mut completed = Vec::new();
+        for (id, entry) in self.entries() {
+            let mut guard = lock(&entry);
+            let Some(record) = guard.as_mut() else { continue };
+            let outcome = match record.state {
+                TxnState::PrepareCommit => Outcome::Commit,
+                TxnState::PrepareAbort => Outcome::Abort,
+                _ => continue,
             };
-            tracing::info!(transactional_id = %id, "completing a transaction prepared before the restart");
-            let record = transactions.get_mut(&id).expect("present");
+            tracing::info!(transactional_id = %id, "completing a prepared transaction");
             match self.complete(partitions, &id, record, outcome) {
                 Ok(()) => completed.push((record.producer_id, outcome == Outcome::Commit)),
                 Err(code) => tracing::error!(transactional_id = %id, code, "cannot complete a prepared transaction"),
             }
         }
-        for record in transactions.values() {
-            self.track(record);
-        }
-        tracing::info!(
-            transactions = transactions.len(),
-            "loaded transactions from {TRANSACTION_TOPIC}"
-        );
-        Ok(completed)
+        completed
     }
 
-    fn persist(&self, partitions: &PartitionManager, id: &str, record: &TxnRecord) -> Result<(), i16> {
-        let encoded = txn_log::encode(id, record);
-        internal_topics::append(partitions, TRANSACTION_TOPIC, self.log_partitions, id, &[encoded], None)
-            .map(|_| ())?;
+    /// Appends `record` to `__transaction_state`; with `durable`, waits until it is synced.
+    fn persist(&self, partitions: &PartitionManager, id: &str, record: &TxnRecord, durable: bool) -> Result<(), i16> {
+        let encoded = [txn_log::encode(id, record)];
+        let written = if durable {
+            internal_topics::append(partitions, TRANSACTION_TOPIC, self.log_partitions, id, &encoded, None).map(|_| ())
+        } else {
+            internal_topics::append_unsynced(partitions, TRANSACTION_TOPIC, self.log_partitions, id, &encoded, None)
+                .map(|_| ())
+        };
+        written.map_err(internal_topics::coordinator_error)?;
         self.track(record);
         Ok(())
     }
 
     /// Writes the prepared decision's markers and then the completed state.
+    ///
+    /// The markers are synced before the completed state is appended, so a
+    /// durable CompleteCommit/CompleteAbort always follows durable markers.
+    /// The completed state itself is not waited for: if a crash loses it,
+    /// the transaction is still prepared on restart and its markers are
+    /// written again, which ends nothing new (as after a coordinator
+    /// failover in Kafka). Any later write of this id syncs it first.
     fn complete(
         &self,
         partitions: &PartitionManager,
@@ -148,11 +272,12 @@ impl TransactionCoordinator {
         record: &mut TxnRecord,
         outcome: Outcome,
     ) -> Result<(), i16> {
+        let mut written = Vec::with_capacity(record.partitions.len());
         for (topic, index) in &record.partitions {
             let Some(partition) = partitions.partition(topic, *index) else {
                 continue;
             };
-            partitions
+            let info = partitions
                 .append_marker(
                     &partition,
                     record.producer_id,
@@ -161,6 +286,10 @@ impl TransactionCoordinator {
                     COORDINATOR_EPOCH,
                 )
                 .map_err(|e| e.code())?;
+            written.push((partition, info.last_offset + 1));
+        }
+        for (partition, end_offset) in written {
+            partition.log.sync_to(end_offset).map_err(|e| e.code())?;
         }
         record.state = if outcome == Outcome::Commit {
             TxnState::CompleteCommit
@@ -169,11 +298,12 @@ impl TransactionCoordinator {
         };
         record.partitions.clear();
         record.last_update_ms = now_ms();
-        self.persist(partitions, id, record)
+        self.persist(partitions, id, record, false)
     }
 
-    /// Prepares and completes the ongoing transaction of `record`.
-    fn end(
+    /// Makes the decision durable (PrepareCommit/PrepareAbort): from here
+    /// on the transaction ends that way, whatever crashes.
+    fn prepare(
         &self,
         partitions: &PartitionManager,
         id: &str,
@@ -186,7 +316,18 @@ impl TransactionCoordinator {
             TxnState::PrepareAbort
         };
         record.last_update_ms = now_ms();
-        self.persist(partitions, id, record)?;
+        self.persist(partitions, id, record, true)
+    }
+
+    /// Prepares and completes the ongoing transaction of `record`.
+    fn end(
+        &self,
+        partitions: &PartitionManager,
+        id: &str,
+        record: &mut TxnRecord,
+        outcome: Outcome,
+    ) -> Result<(), i16> {
+        self.prepare(partitions, id, record, outcome)?;
         self.complete(partitions, id, record, outcome)
     }
 
@@ -205,9 +346,10 @@ impl TransactionCoordinator {
         }
         internal_topics::ensure(partitions, TRANSACTION_TOPIC, self.log_partitions)
             .map_err(|_| COORDINATOR_NOT_AVAILABLE)?;
-        let mut transactions = self.transactions.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = self.entry(id);
+        let mut current = lock(&entry);
         let now = now_ms();
-        let mut record = match transactions.get(id) {
+        let mut record = match current.as_ref() {
             None => {
                 let producer_id = producer_ids.next_id(partitions).map_err(|e| e.code())?;
                 TxnRecord {
@@ -242,14 +384,15 @@ impl TransactionCoordinator {
         record.state = TxnState::Empty;
         record.partitions.clear();
         record.last_update_ms = now;
-        self.persist(partitions, id, &record)?;
+        self.persist(partitions, id, &record, true)?;
         let answer = (record.producer_id, record.producer_epoch);
-        transactions.insert(id.to_string(), record);
+        *current = Some(record);
         Ok(answer)
     }
 
-    /// Checks a request's producer id and epoch against the transactional id's.
-    fn check_producer(record: Option<&TxnRecord>, producer_id: i64, epoch: i16) -> Result<(), i16> {
+    /// Checks a request's producer id and epoch against the transactional
+    /// id's, and returns its state.
+    fn check_producer(record: Option<&mut TxnRecord>, producer_id: i64, epoch: i16) -> Result<&mut TxnRecord, i16> {
         let record = record.ok_or(INVALID_PRODUCER_ID_MAPPING)?;
         if record.producer_id != producer_id {
             return Err(INVALID_PRODUCER_ID_MAPPING);
@@ -260,7 +403,7 @@ impl TransactionCoordinator {
         if epoch > record.producer_epoch {
             return Err(INVALID_PRODUCER_EPOCH);
         }
-        Ok(())
+        Ok(record)
     }
 
     /// AddPartitionsToTxn (and AddOffsetsToTxn, with the group's offsets partition).
@@ -272,9 +415,9 @@ impl TransactionCoordinator {
         epoch: i16,
         added: &[(String, i32)],
     ) -> Result<(), i16> {
-        let mut transactions = self.transactions.lock().unwrap_or_else(|e| e.into_inner());
-        Self::check_producer(transactions.get(id), producer_id, epoch)?;
-        let record = transactions.get_mut(id).expect("checked");
+        let entry = self.entry(id);
+        let mut current = lock(&entry);
+        let record = Self::check_producer(current.as_mut(), producer_id, epoch)?;
         if matches!(record.state, TxnState::PrepareCommit | TxnState::PrepareAbort) {
             return Err(CONCURRENT_TRANSACTIONS);
         }
@@ -288,12 +431,19 @@ impl TransactionCoordinator {
         }
         updated.partitions.extend(added.iter().cloned());
         updated.last_update_ms = now_ms();
-        self.persist(partitions, id, &updated)?;
+        // Not waited for: a decision (EndTxn, or an abort on timeout or
+        // fencing) syncs this record with it, and a machine crash before
+        // any decision is repaired on start (`end_unknown_transactions`).
+        self.persist(partitions, id, &updated, false)?;
         *record = updated;
         Ok(())
     }
 
-    /// EndTxn: commit or abort the ongoing transaction. A retry of a
+    /// EndTxn: commit or abort the ongoing transaction. As Kafka does, the
+    /// answer is given (through `decided`) once the decision is durable,
+    /// before the markers are written; this id's lock is held until they
+    /// are, so its next request waits for the transaction to complete.
+    /// Returns whether this call completed a transaction. A retry of a
     /// completed end answers as the first did.
     pub fn end_transaction(
         &self,
@@ -302,48 +452,172 @@ impl TransactionCoordinator {
         producer_id: i64,
         epoch: i16,
         outcome: Outcome,
-    ) -> Result<(), i16> {
-        let mut transactions = self.transactions.lock().unwrap_or_else(|e| e.into_inner());
-        Self::check_producer(transactions.get(id), producer_id, epoch)?;
-        let record = transactions.get_mut(id).expect("checked");
+        decided: impl FnOnce(Result<(), i16>),
+    ) -> bool {
+        let entry = self.entry(id);
+        let mut current = lock(&entry);
+        let record = match Self::check_producer(current.as_mut(), producer_id, epoch) {
+            Ok(record) => record,
+            Err(code) => {
+                decided(Err(code));
+                return false;
+            }
+        };
         match (record.state, outcome) {
-            (TxnState::Ongoing, _) => self.end(partitions, id, record, outcome),
-            (TxnState::CompleteCommit, Outcome::Commit) | (TxnState::CompleteAbort, Outcome::Abort) => Ok(()),
-            (TxnState::PrepareCommit | TxnState::PrepareAbort, _) => Err(CONCURRENT_TRANSACTIONS),
-            _ => Err(INVALID_TXN_STATE),
+            (TxnState::Ongoing, _) => {}
+            (TxnState::CompleteCommit, Outcome::Commit) | (TxnState::CompleteAbort, Outcome::Abort) => {
+                decided(Ok(()));
+                return false;
+            }
+            (TxnState::PrepareCommit | TxnState::PrepareAbort, _) => {
+                decided(Err(CONCURRENT_TRANSACTIONS));
+                return false;
+            }
+            _ => {
+                decided(Err(INVALID_TXN_STATE));
+                return false;
+            }
+        }
+        if let Err(code) = self.prepare(partitions, id, record, outcome) {
+            decided(Err(code));
+            return false;
+        }
+        decided(Ok(()));
+        match self.complete(partitions, id, record, outcome) {
+            Ok(()) => true,
+            Err(code) => {
+                // Still prepared: the periodic check writes the markers again.
+                tracing::error!(
+                    transactional_id = id,
+                    code,
+                    "cannot write the markers of a decided transaction"
+                );
+                false
+            }
         }
     }
 
-    /// Aborts ongoing transactions older than their timeout, bumping the
-    /// epoch so the timed-out producer is fenced (as Kafka does); returns
-    /// the producer ids whose transactions were aborted.
-    pub fn abort_timed_out(&self, partitions: &PartitionManager) -> Vec<i64> {
-        let mut aborted = Vec::new();
-        let mut transactions = self.transactions.lock().unwrap_or_else(|e| e.into_inner());
+    /// The periodic check: completes prepared transactions whose markers
+    /// failed, and aborts ongoing transactions older than their timeout,
+    /// bumping the epoch so the timed-out producer is fenced (as Kafka
+    /// does). Returns the producer ids of the transactions it ended and
+    /// whether each committed.
+    pub fn check_transactions(&self, partitions: &PartitionManager) -> Vec<(i64, bool)> {
+        let mut ended = self.complete_prepared(partitions);
         let now = now_ms();
-        for (id, record) in transactions.iter_mut() {
+        for (id, entry) in self.entries() {
+            let mut current = lock(&entry);
+            let Some(record) = current.as_mut() else { continue };
             if record.state != TxnState::Ongoing || now - record.start_ms <= record.timeout_ms as i64 {
                 continue;
             }
             tracing::info!(transactional_id = %id, "aborting a transaction past its timeout");
             let mut updated = record.clone();
             updated.producer_epoch += 1;
-            match self.end(partitions, id, &mut updated, Outcome::Abort) {
+            match self.end(partitions, &id, &mut updated, Outcome::Abort) {
                 Ok(()) => {
-                    aborted.push(record.producer_id);
+                    ended.push((record.producer_id, false));
                     *record = updated;
                 }
                 Err(code) => tracing::error!(transactional_id = %id, code, "cannot abort a timed-out transaction"),
             }
         }
-        aborted
+        ended
     }
 
     /// The transactional ids and their state, for DescribeTransactions and ListTransactions.
     pub fn snapshot(&self) -> Vec<(String, TxnRecord)> {
-        let transactions = self.transactions.lock().unwrap_or_else(|e| e.into_inner());
-        let mut all: Vec<_> = transactions.iter().map(|(id, r)| (id.clone(), r.clone())).collect();
+        let mut all: Vec<_> = self
+            .entries()
+            .into_iter()
+            .filter_map(|(id, entry)| lock(&entry).clone().map(|record| (id, record)))
+            .collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all
+    }
+}
+
+/// Locks one id's state; a panic elsewhere never poisons the coordinator.
+fn lock(entry: &Entry) -> MutexGuard<'_, Option<TxnRecord>> {
+    entry.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record_batch::{self, InternalRecord};
+
+    /// A broker's partitions on a fresh directory, with topic `t` of two partitions.
+    fn partitions(dir: &std::path::Path) -> (BrokerConfig, PartitionManager) {
+        let settings = [("log.dirs".to_string(), dir.display().to_string())];
+        let config = BrokerConfig::load(None, &settings).unwrap();
+        let partitions = PartitionManager::open(config.clone()).unwrap();
+        partitions.create_topic("t", 2, Default::default(), false).unwrap();
+        (config, partitions)
+    }
+
+    /// Writes one transactional record of `producer` to `t`-`index`, as a
+    /// produce the coordinator let in would.
+    fn write_transactional(partitions: &PartitionManager, index: i32, producer: (i64, i16)) {
+        let record = InternalRecord {
+            key: b"k".to_vec(),
+            value: Some(b"v".to_vec()),
+        };
+        let partition = partitions.partition("t", index).unwrap();
+        let mut batch = record_batch::encode(&[record], now_ms(), Some(producer));
+        let info = partitions.append_internal(&partition, &mut batch, now_ms()).unwrap();
+        partition.log.sync_to(info.last_offset + 1).unwrap();
+    }
+
+    /// The state of `id` as a coordinator that replayed the log sees it.
+    fn reloaded(config: &BrokerConfig, partitions: &PartitionManager, id: &str) -> (Vec<(i64, bool)>, TxnRecord) {
+        let coordinator = TransactionCoordinator::new(config).unwrap();
+        let ended = coordinator.load(partitions).unwrap();
+        let record = coordinator.snapshot().into_iter().find(|(i, _)| i == id).unwrap().1;
+        (ended, record)
+    }
+
+    #[test]
+    fn a_transaction_whose_partitions_were_lost_in_a_crash_is_aborted_on_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, partitions) = partitions(dir.path());
+        let coordinator = TransactionCoordinator::new(&config).unwrap();
+        let (producer_id, epoch) = coordinator
+            .init_producer_id(&partitions, &ProducerIdManager::default(), "tx", 60_000)
+            .unwrap();
+        // The data is durable; the AddPartitionsToTxn that let it in is not in the log.
+        write_transactional(&partitions, 0, (producer_id, epoch));
+        let log = &partitions.partition("t", 0).unwrap().log;
+        assert_eq!(log.last_stable_offset(), 0, "the open transaction holds the partition");
+
+        let (ended, record) = reloaded(&config, &partitions, "tx");
+        assert_eq!(ended, [(producer_id, false)]);
+        assert_eq!(record.state, TxnState::Empty);
+        assert_eq!(log.log_end_offset(), 2, "an abort marker follows the record");
+        assert_eq!(log.last_stable_offset(), 2, "nothing is left open");
+    }
+
+    #[test]
+    fn a_partition_lost_from_an_ongoing_transaction_rejoins_it_on_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, partitions) = partitions(dir.path());
+        let coordinator = TransactionCoordinator::new(&config).unwrap();
+        let (producer_id, epoch) = coordinator
+            .init_producer_id(&partitions, &ProducerIdManager::default(), "tx", 60_000)
+            .unwrap();
+        coordinator
+            .add_partitions(&partitions, "tx", producer_id, epoch, &[("t".into(), 1)])
+            .unwrap();
+        // A later, unsynced addition of t-0 was lost; its data was not.
+        write_transactional(&partitions, 0, (producer_id, epoch));
+        write_transactional(&partitions, 1, (producer_id, epoch));
+
+        let (ended, record) = reloaded(&config, &partitions, "tx");
+        assert!(ended.is_empty(), "{ended:?}");
+        assert_eq!(record.state, TxnState::Ongoing);
+        let both: PartitionSet = [("t".to_string(), 0), ("t".to_string(), 1)].into();
+        assert_eq!(record.partitions, both);
+        // Still open: the producer's commit or the timeout decides both partitions.
+        assert_eq!(partitions.partition("t", 0).unwrap().log.last_stable_offset(), 0);
     }
 }
