@@ -48,6 +48,11 @@ enum PerfCommand {
 struct ProduceArgs {
     #[command(flatten)]
     producer: ProducerOptions,
+    /// Producers running side by side, each with its own connections;
+    /// --num-records and --throughput are split between them, and each
+    /// gets the transactional id ID-0, ID-1, ... when there are several.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    producers: u32,
     #[command(flatten)]
     output: OutputOptions,
     #[command(flatten)]
@@ -138,6 +143,10 @@ pub struct ProducerOptions {
     /// Commit a transaction every this many milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 3_000, requires = "transactional_id")]
     pub transaction_duration_ms: u64,
+    /// Commit a transaction after this many records instead (whichever of
+    /// this and --transaction-duration-ms comes first).
+    #[arg(long, value_name = "N", requires = "transactional_id")]
+    pub transaction_records: Option<u64>,
     /// Target rate in records/s, paced by sleeping (default: as fast as possible).
     #[arg(long, value_name = "RECORDS_PER_SEC")]
     pub throughput: Option<f64>,
@@ -159,7 +168,8 @@ pub async fn run(args: PerfArgs) -> Result<()> {
             args.producer.validate(false)?;
             let partitions = ensure_topic(&args.client, &args.producer).await?;
             let summary =
-                blocking(move || producer::run(&args.client, &args.producer, partitions, args.output)).await?;
+                blocking(move || producer::run(&args.client, &args.producer, args.producers, partitions, args.output))
+                    .await?;
             summary.print(args.output)?;
             summary.check()
         }
@@ -191,11 +201,27 @@ pub async fn run(args: PerfArgs) -> Result<()> {
 }
 
 impl ProducerOptions {
+    /// The share of producer `index` of `count`: its part of the record
+    /// count and the rate, and its own transactional id.
+    fn share(&self, index: u32, count: u32) -> ProducerOptions {
+        let mut share = self.clone();
+        if count > 1 {
+            let (index, count) = (u64::from(index), u64::from(count));
+            share.num_records = self.num_records.map(|n| n / count + u64::from(index < n % count));
+            share.throughput = self.throughput.map(|rate| rate / count as f64);
+            share.transactional_id = self.transactional_id.as_ref().map(|id| format!("{id}-{index}"));
+        }
+        share
+    }
+
     fn validate(&self, e2e: bool) -> Result<()> {
         check_positive("--duration-secs", self.duration_secs)?;
         check_positive("--throughput", self.throughput)?;
         if self.partitions < 1 {
             bail!("--partitions must be at least 1");
+        }
+        if self.transaction_records == Some(0) {
+            bail!("--transaction-records must be at least 1");
         }
         if e2e && self.record_size < records::STAMP_BYTES {
             bail!(

@@ -115,6 +115,44 @@ fn a_target_rate_paces_the_producer() {
 }
 
 #[test]
+fn transactional_producers_side_by_side_commit_every_record() {
+    let broker = Broker::start();
+    let topic = unique_topic("perf-txn");
+    let id = unique_topic("perf-txn-id");
+    let produced = perf_json(
+        &broker,
+        &[
+            "produce",
+            "--topic",
+            &topic,
+            "--num-records",
+            "1000",
+            "--producers",
+            "3",
+            "--transactional-id",
+            &id,
+            "--transaction-records",
+            "50",
+        ],
+    );
+    assert_eq!(produced["records"], 1000, "{produced}");
+    assert_eq!(produced["errors"], 0, "{produced}");
+
+    // Each producer had its own transactional id, and every transaction committed.
+    let listed = stdout_of(&broker.gregor(&["txn", "list"], ""));
+    for index in 0..3 {
+        let row = listed
+            .lines()
+            .find(|line| line.split_whitespace().next() == Some(&format!("{id}-{index}")))
+            .unwrap_or_else(|| panic!("{id}-{index} in\n{listed}"));
+        assert!(row.ends_with("CompleteCommit"), "{listed}");
+    }
+    // librdkafka's consumer reads committed records only (read_committed).
+    let consumed = perf_json(&broker, &["consume", "--topic", &topic]);
+    assert_eq!(consumed["records"], 1000, "{consumed}");
+}
+
+#[test]
 fn e2e_reads_back_every_acknowledged_record() {
     let broker = Broker::start();
     let topic = unique_topic("perf-e2e");

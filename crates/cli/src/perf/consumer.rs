@@ -73,6 +73,27 @@ fn assign(client: &ClientArgs, consumer: &BaseConsumer, topic: &str, offsets: &[
         .map_err(|error| client.kafka_error(error, Some(topic)))
 }
 
+/// Marks the partitions whose consumer position reached the high
+/// watermark seen at the start; returns how many were newly marked.
+fn mark_positions_reached(consumer: &BaseConsumer, partitions: &[(i32, i64, i64)], reached: &mut [bool]) -> usize {
+    let Ok(positions) = consumer.position() else {
+        return 0;
+    };
+    let mut marked = 0;
+    for ((id, _, high), reached) in partitions.iter().zip(reached.iter_mut()) {
+        let position = positions
+            .elements()
+            .into_iter()
+            .find(|e| e.partition() == *id)
+            .map(|e| e.offset());
+        if !*reached && matches!(position, Some(Offset::Offset(next)) if next >= *high) {
+            *reached = true;
+            marked += 1;
+        }
+    }
+    marked
+}
+
 /// `perf consume`.
 pub fn run(client: &ClientArgs, topic: &str, limits: Limits, output: OutputOptions) -> Result<Summary> {
     let consumer = create_consumer(client)?;
@@ -116,15 +137,24 @@ pub fn run(client: &ClientArgs, topic: &str, limits: Limits, output: OutputOptio
                 }
             }
             Some(Err(error)) => counters.error(|| error.to_string()),
-            None if last_record.elapsed() >= limits.idle_timeout => {
-                shortfall = Some(format!(
-                    "consume: no record for {} ms after {} records; stopped short",
-                    limits.idle_timeout.as_millis(),
-                    counters.records()
-                ));
-                break;
+            None => {
+                // Control records (transaction markers) are never delivered: a
+                // partition whose position passed its high watermark is done too.
+                if limits.num_records.is_none() {
+                    unfinished -= mark_positions_reached(&consumer, &partitions, &mut reached);
+                    if unfinished == 0 {
+                        continue;
+                    }
+                }
+                if last_record.elapsed() >= limits.idle_timeout {
+                    shortfall = Some(format!(
+                        "consume: no record for {} ms after {} records; stopped short",
+                        limits.idle_timeout.as_millis(),
+                        counters.records()
+                    ));
+                    break;
+                }
             }
-            None => {}
         }
     }
     drop(progress);
@@ -263,7 +293,7 @@ fn warm_up_and_produce(
     consumed: &Arc<Counters>,
     output: OutputOptions,
 ) -> Result<(Instant, Summary, Progress)> {
-    let producer = PerfProducer::new(client, options, partitions, epoch)?;
+    let producer = PerfProducer::new(client, options, partitions, epoch, Arc::default())?;
     producer.warm_up(Some(warm_up_id))?;
     warm.recv_timeout(client.request_timeout())
         .map_err(|_| anyhow!("the consumer did not receive the warm-up records"))?;

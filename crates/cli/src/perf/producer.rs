@@ -7,13 +7,15 @@
 //! next record is due (in steps of at least [`PACING_STEP`]), never by
 //! spinning.
 
+use std::ffi::CStr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use rdkafka::ClientContext;
+use rdkafka::bindings;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
@@ -33,10 +35,13 @@ const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(1);
 /// too long for a benchmark to sit on an unreachable cluster); -X overrides.
 const MESSAGE_TIMEOUT_MS: u64 = 30_000;
 
-/// Counts deliveries and their latencies.
+/// Counts deliveries and their latencies, into counters that several
+/// producers may share, and this producer's own count of records done.
 struct DeliveryCounter {
     counters: Arc<Counters>,
     epoch: Instant,
+    /// Records acknowledged or failed by this producer.
+    done: AtomicU64,
 }
 
 impl ClientContext for DeliveryCounter {}
@@ -59,6 +64,7 @@ impl ProducerContext for DeliveryCounter {
             }
             Err((error, _)) => self.counters.error(|| error.to_string()),
         }
+        self.done.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -72,12 +78,14 @@ pub struct PerfProducer {
 }
 
 impl PerfProducer {
-    /// A producer configured from `options`; send times are measured from `epoch`.
+    /// A producer configured from `options`, counting into `counters`;
+    /// send times are measured from `epoch`.
     pub fn new(
         client: &ClientArgs,
         options: &ProducerOptions,
         partitions: i32,
         epoch: Instant,
+        counters: Arc<Counters>,
     ) -> Result<PerfProducer> {
         let linger_ms = options.linger_ms.to_string();
         let batch_size = options.batch_size.to_string();
@@ -94,10 +102,10 @@ impl PerfProducer {
         if let Some(id) = &options.transactional_id {
             extra.push(("transactional.id", id));
         }
-        let counters = Arc::new(Counters::default());
         let context = DeliveryCounter {
             counters: Arc::clone(&counters),
             epoch,
+            done: AtomicU64::new(0),
         };
         let producer = client
             .config(&extra)
@@ -136,10 +144,17 @@ impl PerfProducer {
             .context("warm-up records were not acknowledged")
     }
 
-    /// Sends until the record count or the duration is reached, waits for
-    /// every acknowledgement, and sums up. With `stamp_id`, every value
-    /// starts with an e2e stamp (that id and the send time).
+    /// [`PerfProducer::send`], then the summary of its counters.
     pub fn run(&self, stamp_id: Option<u64>) -> Result<Summary> {
+        let elapsed = self.send(stamp_id)?;
+        Ok(summary(&self.counters, &self.options.topic, elapsed))
+    }
+
+    /// Sends until the record count or the duration is reached and waits
+    /// for every acknowledgement; returns the time that took. With
+    /// `stamp_id`, every value starts with an e2e stamp (that id and the
+    /// send time).
+    fn send(&self, stamp_id: Option<u64>) -> Result<Duration> {
         let options = &self.options;
         let transaction_duration = Duration::from_millis(options.transaction_duration_ms);
         let transactional = options.transactional_id.is_some();
@@ -159,6 +174,7 @@ impl PerfProducer {
             .duration_secs
             .map(|secs| started + Duration::from_secs_f64(secs));
         let mut transaction_started = started;
+        let mut transaction_first_record = 0_u64;
         let mut sent = 0_u64;
         let mut next_partition = 0;
         while sent < limit {
@@ -173,15 +189,17 @@ impl PerfProducer {
                     continue; // re-check the deadline after sleeping
                 }
             }
-            if transactional && now - transaction_started >= transaction_duration {
-                self.producer
-                    .commit_transaction(self.request_timeout)
-                    .context("cannot commit a transaction")?;
+            let transaction_full = options
+                .transaction_records
+                .is_some_and(|records| sent - transaction_first_record >= records);
+            if transactional && (transaction_full || now - transaction_started >= transaction_duration) {
+                self.commit_transaction().context("cannot commit a transaction")?;
                 self.producer
                     .begin_transaction()
                     .context("cannot begin a transaction")?;
                 now = Instant::now();
                 transaction_started = now;
+                transaction_first_record = sent;
             }
 
             let sent_at_micros = (now - self.epoch).as_micros() as u64;
@@ -209,34 +227,43 @@ impl PerfProducer {
         }
 
         if transactional {
-            self.producer
-                .commit_transaction(self.request_timeout)
+            self.commit_transaction()
                 .context("cannot commit the last transaction")?;
         }
         self.wait_for_deliveries(sent)?;
-        let elapsed = started.elapsed();
-        Ok(Summary {
-            mode: "produce",
-            topic: options.topic.clone(),
-            records: self.counters.records(),
-            bytes: self.counters.bytes.load(Ordering::Relaxed),
-            elapsed,
-            errors: self.counters.errors.load(Ordering::Relaxed),
-            first_error: self.counters.first_error(),
-            latency: Some(("delivery", self.counters.latency())),
-            producer: None,
-            shortfall: None,
-        })
+        Ok(started.elapsed())
     }
 
     /// Waits until all `sent` records are acknowledged or failed. Delivery
     /// reports are counted on the polling thread; checking every
     /// millisecond keeps the end of the run exact to about that (librdkafka's
     /// flush through the rdkafka crate polls in 100 ms steps).
+    /// Commits the ongoing transaction through librdkafka directly: the
+    /// rdkafka crate's commit first flushes by polling in whole 100 ms steps,
+    /// which would add up to 100 ms to every transaction, while librdkafka's
+    /// own commit flushes too (sending at once, ignoring linger.ms) and the
+    /// polling thread serves the delivery reports meanwhile.
+    fn commit_transaction(&self) -> Result<()> {
+        let timeout_ms = self.request_timeout.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: the client pointer lives as long as `self.producer`; the
+        // returned error is owned by us and destroyed after reading it.
+        unsafe {
+            let error = bindings::rd_kafka_commit_transaction(self.producer.client().native_ptr(), timeout_ms);
+            if error.is_null() {
+                return Ok(());
+            }
+            let message = CStr::from_ptr(bindings::rd_kafka_error_string(error))
+                .to_string_lossy()
+                .into_owned();
+            bindings::rd_kafka_error_destroy(error);
+            bail!("{message}")
+        }
+    }
+
     fn wait_for_deliveries(&self, sent: u64) -> Result<()> {
         let deadline = Instant::now() + Duration::from_millis(MESSAGE_TIMEOUT_MS) + self.request_timeout;
         loop {
-            let done = self.counters.records() + self.counters.errors.load(Ordering::Relaxed);
+            let done = self.producer.context().done.load(Ordering::Relaxed);
             if done >= sent {
                 return Ok(());
             }
@@ -251,15 +278,64 @@ impl PerfProducer {
     }
 }
 
-/// `perf produce`: one producer and its progress line.
-pub fn run(client: &ClientArgs, options: &ProducerOptions, partitions: i32, output: OutputOptions) -> Result<Summary> {
-    let producer = PerfProducer::new(client, options, partitions, Instant::now())?;
+/// What a run's shared counters add up to.
+fn summary(counters: &Counters, topic: &str, elapsed: Duration) -> Summary {
+    Summary {
+        mode: "produce",
+        topic: topic.to_string(),
+        records: counters.records(),
+        bytes: counters.bytes.load(Ordering::Relaxed),
+        elapsed,
+        errors: counters.errors.load(Ordering::Relaxed),
+        first_error: counters.first_error(),
+        latency: Some(("delivery", counters.latency())),
+        producer: None,
+        shortfall: None,
+    }
+}
+
+/// `perf produce`: `producers` producers, each on its own thread with its
+/// own connections (and transactional id), sharing the record count, the
+/// target rate, the counters and one progress line.
+pub fn run(
+    client: &ClientArgs,
+    options: &ProducerOptions,
+    producers: u32,
+    partitions: i32,
+    output: OutputOptions,
+) -> Result<Summary> {
+    let counters = Arc::new(Counters::default());
+    let epoch = Instant::now();
+    let producers = (0..producers)
+        .map(|index| {
+            let share = options.share(index, producers);
+            PerfProducer::new(client, &share, partitions, epoch, Arc::clone(&counters))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let progress = super::stats::Progress::start(
         "produce",
-        vec![super::stats::ProgressMeter::new("acked", producer.counters())],
+        vec![super::stats::ProgressMeter::new("acked", Arc::clone(&counters))],
         output,
     );
-    let summary = producer.run(None);
+    let started = Instant::now();
+    let results: Vec<Result<Duration>> = thread::scope(|scope| {
+        let running: Vec<_> = producers
+            .iter()
+            .map(|producer| scope.spawn(|| producer.send(None)))
+            .collect();
+        running
+            .into_iter()
+            .map(|thread| {
+                thread
+                    .join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a producer thread panicked")))
+            })
+            .collect()
+    });
+    let elapsed = started.elapsed();
     drop(progress);
-    summary
+    for result in results {
+        result?;
+    }
+    Ok(summary(&counters, &options.topic, elapsed))
 }
