@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one command that runs every test: installs what is missing (Debian
 # packages, the Python virtualenv at .venv, compat/js/node_modules), then runs
-# formatting, lints, the Rust tests and the compatibility suite.
+# formatting, lints, the Rust tests, the compatibility suite and a bounded
+# fuzzing run.
 # Idempotent; quick when everything is already installed.
 # Every step runs even if an earlier one failed; the exit status is non-zero
 # if any failed.
@@ -77,8 +78,18 @@ install_node_clients() {
   (cd compat/js && npm ci --no-audit --no-fund --loglevel=error) && echo "$wanted" >"$stamp"
 }
 
+# cargo-fuzz for the fuzzing step, installed once into ~/.cargo/bin.
+install_cargo_fuzz() {
+  if cargo fuzz --version >/dev/null 2>&1; then
+    echo "present"
+    return 0
+  fi
+  cargo install --quiet --locked cargo-fuzz
+}
+
 step "system packages" install_system_packages
 step "rust tools" check_rust_tools
+step "cargo-fuzz" install_cargo_fuzz
 step "python clients" install_python_clients
 step "node clients" install_node_clients
 # Test counts, summed from each runner's own summary lines.
@@ -114,6 +125,8 @@ step "cargo fmt" cargo fmt --all --check
 step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test" cargo_tests
 step "compatibility suite" compat_tests
+# Each fuzz target for 30 s from its committed corpus (fuzz/README.md).
+step "fuzzing" fuzz/run.sh 30
 
 # The closing line counts tests. A failed step that ran no test (fmt, clippy,
 # an install) counts as one failure, and so does a runner that failed without

@@ -125,6 +125,12 @@ impl Broker {
         self.listener.local_addr().expect("bound listener has an address")
     }
 
+    /// The state every connection shares, for driving `dispatch::handle`
+    /// without a socket (the fuzz targets).
+    pub fn state(&self) -> Arc<BrokerState> {
+        self.state.clone()
+    }
+
     /// Serves clients until `shutdown` completes, then shuts down cleanly:
     /// stops accepting, closes connections, flushes every log, writes
     /// checkpoints and the clean-shutdown marker.
