@@ -1,5 +1,7 @@
 //! Hostile and broken bytes on a raw socket: each such connection is answered
 //! with an error or closed, and the broker goes on serving other clients.
+//! Connections that hold on without finishing (idle, stalled half-way
+//! through a request, consumers that never read) cost bounded memory.
 
 mod common;
 
@@ -221,4 +223,120 @@ fn many_bad_connections_in_a_row_leave_the_broker_serving() {
         assert!(Instant::now() < deadline, "too slow");
     }
     assert_still_serving(&broker);
+}
+
+/// API key 1, Fetch; v4 is the simplest version with isolation levels.
+const FETCH: i16 = 1;
+
+/// A Fetch v4 body for `topic` partition 0 from offset 0, `max_bytes` at most.
+fn fetch_body(topic: &str, max_bytes: i32) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&(-1_i32).to_be_bytes()); // replica id: a consumer
+    body.extend_from_slice(&0_i32.to_be_bytes()); // max wait ms
+    body.extend_from_slice(&1_i32.to_be_bytes()); // min bytes
+    body.extend_from_slice(&max_bytes.to_be_bytes());
+    body.push(0); // read_uncommitted
+    body.extend_from_slice(&1_i32.to_be_bytes()); // one topic
+    body.extend_from_slice(&(topic.len() as i16).to_be_bytes());
+    body.extend_from_slice(topic.as_bytes());
+    body.extend_from_slice(&1_i32.to_be_bytes()); // one partition
+    body.extend_from_slice(&0_i32.to_be_bytes());
+    body.extend_from_slice(&0_i64.to_be_bytes()); // fetch offset
+    body.extend_from_slice(&max_bytes.to_be_bytes());
+    body
+}
+
+/// The resident memory of a process, in bytes.
+fn resident_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("process status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS line");
+    kib * 1024
+}
+
+#[test]
+fn memory_stays_bounded_with_thousands_of_connections_and_consumers_that_never_read() {
+    const IDLE: usize = 2000;
+    const STALLED: usize = 1000;
+    const SLOW_CONSUMERS: usize = 40;
+    const FETCH_BYTES: i32 = 4 << 20;
+    let broker = Broker::start();
+    let topic = common::unique_topic("slow-readers");
+    // 8 MiB in the log, so every slow consumer's fetch is answered in full.
+    let producer = broker.producer(&[("linger.ms", "5"), ("compression.type", "none")]);
+    let value = vec![b'x'; 8 * 1024];
+    block_on(async {
+        let deliveries: Vec<_> = (0..1024)
+            .map(|_| {
+                let record = rdkafka::producer::FutureRecord::<(), [u8]>::to(&topic)
+                    .partition(0)
+                    .payload(&value[..]);
+                producer.send_result(record).expect("queued")
+            })
+            .collect();
+        for delivery in deliveries {
+            delivery.await.expect("not canceled").expect("delivered");
+        }
+    });
+    let baseline = resident_bytes(broker.pid());
+
+    // Connections that never send a byte, and ones that stall half-way
+    // through a request's size prefix or body.
+    let mut held = Vec::with_capacity(IDLE + STALLED + SLOW_CONSUMERS);
+    for index in 0..IDLE + STALLED {
+        let mut stream = connect(&broker);
+        if index >= IDLE {
+            let request = frame(API_VERSIONS, 0, 1, &[0; 100]);
+            stream.write_all(&request[..request.len() / 2]).expect("half a request");
+        }
+        held.push(stream);
+    }
+    assert_still_serving(&broker);
+    let with_connections = resident_bytes(broker.pid());
+
+    // Consumers that ask for 4 MiB five times over and never read a byte.
+    for _ in 0..SLOW_CONSUMERS {
+        let mut stream = connect(&broker);
+        for correlation_id in 0..5 {
+            let request = frame(FETCH, 4, correlation_id, &fetch_body(&topic, FETCH_BYTES));
+            stream.write_all(&request).expect("send Fetch");
+        }
+        // Wait until the broker has started answering, so its response is in memory.
+        let mut first = [0_u8; 4];
+        assert_eq!(stream.peek(&mut first).expect("the response starts"), 4);
+        held.push(stream);
+    }
+    assert_still_serving(&broker);
+    let with_slow_consumers = resident_bytes(broker.pid());
+    println!(
+        "broker RSS: {} MiB at rest, {} MiB with {IDLE} idle and {STALLED} stalled connections, \
+         {} MiB with {SLOW_CONSUMERS} consumers that never read",
+        baseline >> 20,
+        with_connections >> 20,
+        with_slow_consumers >> 20
+    );
+    // Each held connection costs a task and small buffers, never a
+    // request's announced size; each slow consumer holds at most the one
+    // response being written (Fetch answers are built in memory).
+    let per_connection = with_connections.saturating_sub(baseline) / (IDLE + STALLED) as u64;
+    assert!(per_connection < 64 * 1024, "{per_connection} bytes per held connection");
+    let per_slow_consumer = with_slow_consumers.saturating_sub(with_connections) / SLOW_CONSUMERS as u64;
+    assert!(
+        per_slow_consumer < 2 * FETCH_BYTES as u64,
+        "{per_slow_consumer} bytes per consumer that never reads"
+    );
+    drop(held);
+    assert_still_serving(&broker);
+}
+
+/// Runs a future on a runtime of its own (the rest of this file is synchronous).
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("test runtime")
+        .block_on(future)
 }
