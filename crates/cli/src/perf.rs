@@ -1,4 +1,4 @@
-//! `gregor perf produce|consume|e2e`: load generators in the manner of
+//! `gregor perf produce|consume|e2e|commit`: load generators in the manner of
 //! Kafka's `kafka-producer-perf-test` / `kafka-consumer-perf-test` and
 //! librdkafka's `rdkafka_performance`. They run on librdkafka like every
 //! client command, so they measure any Kafka cluster, not only Gregor.
@@ -10,9 +10,13 @@
 //! coming out of a consumer (e2e). `--json` prints the summary as one JSON
 //! object on stdout instead.
 //!
+//! `commit` is the exception: it times OffsetCommit over the wire directly,
+//! so no client library's queues are in its figure.
+//!
 //! The hot loops run on their own threads, off the async runtime: sending
 //! never awaits, delivery reports arrive on librdkafka's polling thread.
 
+mod commit;
 mod consumer;
 mod producer;
 mod records;
@@ -42,6 +46,31 @@ enum PerfCommand {
     /// Produce timestamped records and read them back at once; report the
     /// end-to-end latency from send to receipt.
     E2e(E2eArgs),
+    /// Commit the offsets of many partitions at once for one group, again
+    /// and again; report the latency of each OffsetCommit (one per record
+    /// in the summary).
+    Commit(CommitArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct CommitArgs {
+    /// The topic whose partitions' offsets are committed; created with
+    /// --partitions if it does not exist.
+    #[arg(long)]
+    topic: String,
+    /// Partitions in each commit.
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(i32).range(1..))]
+    partitions: i32,
+    /// The group that commits.
+    #[arg(long, default_value = "gregor-perf-commit")]
+    group: String,
+    /// Commits to time (after 10 untimed warm-up commits).
+    #[arg(long, value_name = "N", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
+    num_commits: u32,
+    #[command(flatten)]
+    output: OutputOptions,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -166,7 +195,7 @@ pub async fn run(args: PerfArgs) -> Result<()> {
     match args.command {
         PerfCommand::Produce(args) => {
             args.producer.validate(false)?;
-            let partitions = ensure_topic(&args.client, &args.producer).await?;
+            let partitions = args.producer.ensure_topic(&args.client).await?;
             let summary =
                 blocking(move || producer::run(&args.client, &args.producer, args.producers, partitions, args.output))
                     .await?;
@@ -175,11 +204,17 @@ pub async fn run(args: PerfArgs) -> Result<()> {
         }
         PerfCommand::E2e(args) => {
             args.producer.validate(true)?;
-            let partitions = ensure_topic(&args.client, &args.producer).await?;
+            let partitions = args.producer.ensure_topic(&args.client).await?;
             let timeout = Duration::from_millis(args.timeout_ms);
             let summary =
                 blocking(move || consumer::run_e2e(&args.client, &args.producer, partitions, args.output, timeout))
                     .await?;
+            summary.print(args.output)?;
+            summary.check()
+        }
+        PerfCommand::Commit(args) => {
+            let partitions = ensure_topic(&args.client, &args.topic, args.partitions, -1).await?;
+            let summary = commit::run(&args.client, &args.topic, partitions, &args.group, args.num_commits).await?;
             summary.print(args.output)?;
             summary.check()
         }
@@ -212,6 +247,10 @@ impl ProducerOptions {
             share.transactional_id = self.transactional_id.as_ref().map(|id| format!("{id}-{index}"));
         }
         share
+    }
+
+    async fn ensure_topic(&self, client: &ClientArgs) -> Result<i32> {
+        ensure_topic(client, &self.topic, self.partitions, self.replication_factor).await
     }
 
     fn validate(&self, e2e: bool) -> Result<()> {
@@ -250,9 +289,10 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + '
 
 /// The topic's partition count, creating the topic first if it does not
 /// exist (a perf run should not depend on auto-creation being enabled).
-async fn ensure_topic(client: &ClientArgs, options: &ProducerOptions) -> Result<i32> {
+/// The partition count of `topic`, created with `partitions` partitions
+/// and `replication_factor` replicas (-1: the broker's default) if it does not exist.
+async fn ensure_topic(client: &ClientArgs, topic: &str, partitions: i32, replication_factor: i32) -> Result<i32> {
     let admin = client.admin()?;
-    let topic = options.topic.as_str();
     let metadata = admin
         .inner()
         .fetch_metadata(Some(topic), client.request_timeout())
@@ -260,21 +300,17 @@ async fn ensure_topic(client: &ClientArgs, options: &ProducerOptions) -> Result<
     if let Some(found) = metadata.topics().iter().find(|found| found.name() == topic) {
         match found.error().map(RDKafkaErrorCode::from) {
             None => {
-                let partitions = found.partitions().len() as i32;
-                if partitions != options.partitions {
-                    eprintln!("topic '{topic}' exists with {partitions} partitions; using those");
+                let found = found.partitions().len() as i32;
+                if found != partitions {
+                    eprintln!("topic '{topic}' exists with {found} partitions; using those");
                 }
-                return Ok(partitions);
+                return Ok(found);
             }
             Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic) => {}
             Some(code) => return Err(crate::client::topic_error(topic, code)),
         }
     }
-    let new_topic = NewTopic::new(
-        topic,
-        options.partitions,
-        TopicReplication::Fixed(options.replication_factor),
-    );
+    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication_factor));
     let results = admin
         .create_topics([&new_topic], &client.admin_options())
         .await
@@ -287,5 +323,5 @@ async fn ensure_topic(client: &ClientArgs, options: &ProducerOptions) -> Result<
             Err((_, code)) => return Err(crate::client::topic_error(topic, code)),
         }
     }
-    Ok(options.partitions)
+    Ok(partitions)
 }

@@ -11,14 +11,14 @@ use std::collections::BTreeMap;
 
 use anyhow::{Result, anyhow, bail};
 use kafka_protocol::messages::{
-    DescribeProducersRequest, DescribeTransactionsRequest, FindCoordinatorRequest, ListTransactionsRequest, TopicName,
-    TransactionalId, describe_producers_request,
+    DescribeProducersRequest, DescribeTransactionsRequest, ListTransactionsRequest, TopicName, TransactionalId,
+    describe_producers_request,
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::metadata::Metadata;
 
 use crate::client::ClientArgs;
-use crate::txn_wire::{Connection, error_name};
+use crate::txn_wire::{Connection, CoordinatorKey, coordinator, error_name};
 
 #[derive(clap::Args, Debug)]
 pub struct TxnArgs {
@@ -149,19 +149,13 @@ async fn list(client: &ClientArgs) -> Result<()> {
 /// FindCoordinator (key type 1: a transactional id), then DescribeTransactions there.
 async fn describe(client: &ClientArgs, transactional_id: &str) -> Result<()> {
     check_plaintext(client)?;
-    let mut bootstrap = Connection::bootstrap(&client.bootstrap_server, client.request_timeout()).await?;
-    let request = FindCoordinatorRequest::default()
-        .with_key(StrBytes::from_string(transactional_id.to_string()))
-        .with_key_type(1);
-    let coordinator = bootstrap.send(&request, 3).await?;
-    if coordinator.error_code != 0 {
-        bail!(
-            "cannot find the coordinator of transactional id '{transactional_id}': {}",
-            error_name(coordinator.error_code)
-        );
-    }
-    let address = format!("{}:{}", coordinator.host, coordinator.port);
-    let mut connection = Connection::connect(&address, client.request_timeout()).await?;
+    let (coordinator_id, mut connection) = coordinator(
+        &client.bootstrap_server,
+        client.request_timeout(),
+        CoordinatorKey::Transaction,
+        transactional_id,
+    )
+    .await?;
     let request = DescribeTransactionsRequest::default().with_transactional_ids(vec![TransactionalId(
         StrBytes::from_string(transactional_id.to_string()),
     )]);
@@ -197,7 +191,7 @@ async fn describe(client: &ClientArgs, transactional_id: &str) -> Result<()> {
         start => (start.to_string(), (now_ms() - start).max(0).to_string()),
     };
     let row = vec![
-        coordinator.node_id.0.to_string(),
+        coordinator_id.to_string(),
         transactional_id.to_string(),
         state.producer_id.0.to_string(),
         state.producer_epoch.to_string(),

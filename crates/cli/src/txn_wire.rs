@@ -1,5 +1,6 @@
 //! A minimal Kafka protocol client for the admin requests librdkafka has no
-//! API for (ListTransactions, DescribeTransactions, DescribeProducers): one
+//! API for (ListTransactions, DescribeTransactions, DescribeProducers), and
+//! for `perf commit`, which times OffsetCommit without a client library: one
 //! TCP connection per broker, one request at a time, each bounded by the
 //! request timeout. Messages are encoded and decoded by `kafka-protocol`;
 //! this module only frames them (a 4-byte size, then header and body).
@@ -12,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::{RequestHeader, ResponseHeader};
+use kafka_protocol::messages::{FindCoordinatorRequest, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -107,6 +108,40 @@ impl Connection {
 }
 
 /// Kafka's name of an error code, as its tools print it (e.g. `COORDINATOR_NOT_AVAILABLE`).
+/// What FindCoordinator looks up: Kafka's key types.
+#[derive(Clone, Copy)]
+pub enum CoordinatorKey {
+    Group = 0,
+    Transaction = 1,
+}
+
+/// FindCoordinator for `key` through the bootstrap servers, then a
+/// connection to that coordinator; returns its node id and the connection.
+pub async fn coordinator(
+    servers: &str,
+    timeout: Duration,
+    kind: CoordinatorKey,
+    key: &str,
+) -> Result<(i32, Connection)> {
+    let mut bootstrap = Connection::bootstrap(servers, timeout).await?;
+    let request = FindCoordinatorRequest::default()
+        .with_key(StrBytes::from_string(key.to_string()))
+        .with_key_type(kind as i8);
+    let coordinator = bootstrap.send(&request, 3).await?;
+    if coordinator.error_code != 0 {
+        let what = match kind {
+            CoordinatorKey::Group => "group",
+            CoordinatorKey::Transaction => "transactional id",
+        };
+        bail!(
+            "cannot find the coordinator of {what} '{key}': {}",
+            error_name(coordinator.error_code)
+        );
+    }
+    let address = format!("{}:{}", coordinator.host, coordinator.port);
+    Ok((coordinator.node_id.0, Connection::connect(&address, timeout).await?))
+}
+
 pub fn error_name(code: i16) -> String {
     let Some(error) = ResponseError::try_from_code(code) else {
         return "NONE".to_string();

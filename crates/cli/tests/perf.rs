@@ -153,6 +153,39 @@ fn transactional_producers_side_by_side_commit_every_record() {
 }
 
 #[test]
+fn commit_times_each_offset_commit_and_the_offsets_are_stored() {
+    let broker = Broker::start();
+    let topic = unique_topic("perf-commit");
+    let group = unique_topic("perf-commit-group");
+    let summary = perf_json(
+        &broker,
+        &[
+            "commit",
+            "--topic",
+            &topic,
+            "--partitions",
+            "50",
+            "--group",
+            &group,
+            "--num-commits",
+            "20",
+        ],
+    );
+    assert_eq!(summary["mode"], "commit");
+    assert_eq!(summary["records"], 20, "{summary}");
+    assert!(summary["latency_ms"]["max"].as_f64().unwrap() > 0.0, "{summary}");
+    // Ten warm-up commits and twenty timed ones: every offset is at 30.
+    let described = stdout_of(&broker.gregor(&["group", "describe", &group], ""));
+    let rows: Vec<Vec<&str>> = described
+        .lines()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .filter(|cells| cells.first() == Some(&topic.as_str()))
+        .collect();
+    assert_eq!(rows.len(), 50, "{described}");
+    assert!(rows.iter().all(|cells| cells[2] == "30"), "{described}");
+}
+
+#[test]
 fn e2e_reads_back_every_acknowledged_record() {
     let broker = Broker::start();
     let topic = unique_topic("perf-e2e");
