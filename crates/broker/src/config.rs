@@ -55,6 +55,7 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("log.retention.hours", "168"),
     ("log.retention.bytes", "-1"),
     ("log.retention.check.interval.ms", "300000"),
+    ("log.segment.delete.delay.ms", "60000"),
     ("log.cleanup.policy", "delete"),
     ("compression.type", "producer"),
     ("min.insync.replicas", "1"),
@@ -160,6 +161,7 @@ impl BrokerConfig {
         }
         for key in [
             "log.roll.ms",
+            "log.segment.delete.delay.ms",
             "log.message.timestamp.before.max.ms",
             "log.message.timestamp.after.max.ms",
         ] {

@@ -1,6 +1,9 @@
 //! The retention task: every `log.retention.check.interval.ms`, each log of
 //! a topic whose `cleanup.policy` includes `delete` loses the old segments
-//! that `retention.ms` and `retention.bytes` no longer cover.
+//! that `retention.ms` and `retention.bytes` no longer cover. Every second
+//! it also removes what waited out its `file.delete.delay.ms`: the
+//! `.deleted` files of segments that left a log (retention, DeleteRecords,
+//! compaction).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,15 +14,26 @@ use crate::api::{blocking, now_ms};
 use crate::state::BrokerState;
 use crate::topic_config::{effective, find};
 
+/// How often the files and directories waiting for `file.delete.delay.ms`
+/// are checked. Kafka schedules each deletion for its exact time; the log
+/// crate runs no timers, so here a deletion runs up to this much late.
+const FILE_DELETE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
 pub async fn run(state: Arc<BrokerState>, interval: Duration, mut stopped: watch::Receiver<bool>) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.tick().await;
+    let mut file_deletions = tokio::time::interval(FILE_DELETE_CHECK_INTERVAL);
+    file_deletions.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = ticks.tick() => {
                 let worker = state.clone();
                 blocking(move || apply(&worker)).await;
+            }
+            _ = file_deletions.tick() => {
+                let worker = state.clone();
+                blocking(move || delete_expired_files(&worker)).await;
             }
             _ = stopped.changed() => return,
         }
@@ -45,6 +59,17 @@ fn apply(state: &BrokerState) {
         for partition in &topic.partitions {
             if let Err(error) = partition.log.apply_retention(retention_ms, retention_bytes, now) {
                 tracing::error!(topic = %partition.topic, partition = partition.index, %error, "retention failed");
+            }
+        }
+    }
+}
+
+fn delete_expired_files(state: &BrokerState) {
+    let now = now_ms();
+    for topic in state.partitions.topics().values() {
+        for partition in &topic.partitions {
+            if let Err(error) = partition.log.delete_expired_files(now) {
+                tracing::error!(topic = %partition.topic, partition = partition.index, %error, "deleting retired segment files failed");
             }
         }
     }

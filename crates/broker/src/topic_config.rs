@@ -311,6 +311,7 @@ pub fn log_config(overrides: &BTreeMap<String, String>, broker: &BrokerConfig) -
         compact: value("cleanup.policy")
             .split(',')
             .any(|policy| policy.trim() == "compact"),
+        file_delete_delay_ms: number("file.delete.delay.ms"),
     }
 }
 

@@ -1,8 +1,10 @@
 //! Retention over the wire: old segments of a topic with a short
-//! `retention.ms` go, and every client sees the log start offset move.
+//! `retention.ms` go, and every client sees the log start offset move;
+//! their files, renamed `.deleted`, stay for `file.delete.delay.ms`.
 
 mod common;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -39,7 +41,11 @@ async fn expired_segments_go_and_the_log_start_offset_follows() {
         .with_num_partitions(1)
         .with_replication_factor(1)
         // Each batch below starts a segment (its timestamps are more than segment.ms apart).
-        .with_configs(vec![config("retention.ms", "60000"), config("segment.ms", "1")]);
+        .with_configs(vec![
+            config("retention.ms", "60000"),
+            config("segment.ms", "1"),
+            config("file.delete.delay.ms", &FILE_DELETE_DELAY_MS.to_string()),
+        ]);
     let created = client
         .call(
             &CreateTopicsRequest::default()
@@ -50,10 +56,7 @@ async fn expired_segments_go_and_the_log_start_offset_follows() {
         .await;
     assert_eq!(created.topics[0].error_code, 0, "{:?}", created.topics[0].error_message);
 
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let now = wall_clock_ms();
     for (values, timestamp) in [
         (["old-1", "old-2"], now - 3_600_000),
         (["old-3", "old-4"], now - 1_800_000),
@@ -82,5 +85,49 @@ async fn expired_segments_go_and_the_log_start_offset_follows() {
         values_of(response.responses[0].partitions[0].records.clone()),
         ["new-1", "new-2"]
     );
+
+    // The two expired segments' files wait, renamed, for
+    // file.delete.delay.ms, counted from the retention run (after `now`).
+    let partition_dir = broker.dir.path().join("short-lived-0");
+    wait_until("the expired segments renamed .deleted", || {
+        names_ending(&partition_dir, ".log.deleted").len() == 2
+    })
+    .await;
+    assert!(!partition_dir.join("00000000000000000000.log").exists());
+    wait_until("the .deleted files removed", || {
+        names_ending(&partition_dir, ".deleted").is_empty()
+    })
+    .await;
+    assert!(
+        wall_clock_ms() >= now + FILE_DELETE_DELAY_MS,
+        "removed before file.delete.delay.ms passed"
+    );
+    assert_eq!(names_ending(&partition_dir, ".log"), ["00000000000000000004.log"]);
     broker.stop().await;
+}
+
+const FILE_DELETE_DELAY_MS: i64 = 1500;
+
+fn wall_clock_ms() -> i64 {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since_epoch.unwrap().as_millis() as i64
+}
+
+fn names_ending(dir: &Path, suffix: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(suffix))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Polls `condition` until it holds, failing after [`WAIT`].
+async fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use crate::checkpoint::{self, LOG_START_OFFSET_FILE};
 use crate::producer_state::{AppendOrigin, BatchMetadata, ProducerStateManager};
-use crate::segment::{IndexingState, Segment};
+use crate::segment::{self, IndexingState, Segment};
 use crate::{AppendInfo, Log, LogConfig, LogError, Result, TimestampType, lock, producer_snapshot, storage, validate};
 
 impl Log {
@@ -197,16 +197,20 @@ impl Log {
             *segments = Arc::new(segments[keep_from..].to_vec());
             deleted
         };
-        for segment in deleted {
-            segment
-                .delete_files(self.storage.as_ref(), &self.dir)
-                .map_err(|e| self.fail(e))?;
-        }
         // The snapshots of deleted segments go with them (Kafka deletes a
-        // segment's snapshot with the segment).
+        // segment's snapshot with the segment), and like their files they
+        // are retired: renamed `.deleted`, removed after the delay.
         let first_base = self.segments()[0].base_offset;
-        producer_snapshot::delete_below(self.storage.as_ref(), &self.dir, &mut lock(&self.snapshots), first_base)
-            .map_err(|e| self.fail(e))?;
+        let snapshots = producer_snapshot::take_below(&mut lock(&self.snapshots), first_base);
+        let files = deleted
+            .iter()
+            .flat_map(|segment| segment::segment_files(&self.dir, segment.base_offset))
+            .chain(
+                snapshots
+                    .iter()
+                    .map(|&offset| producer_snapshot::snapshot_path(&self.dir, offset)),
+            );
+        self.retire_files(files).map_err(|e| self.fail(e))?;
         self.forget_aborted_below(first_base);
         Ok(offset)
     }

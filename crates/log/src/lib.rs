@@ -13,6 +13,8 @@
 //! files and rebuild on open), `segment` with `offset_index`/`time_index`
 //! (over the lock-free `entries`), `scan` (batch header walks), `append`,
 //! `read`, `durability` (group commit, flush, close) with `group_commit`,
+//! `deletion` (files of segments that left the log: renamed `.deleted`,
+//! removed after `file.delete.delay.ms`),
 //! `transactions` (last stable offset, end transaction markers, aborted
 //! transactions) with `transaction_index` (the `.txnindex` files and their
 //! rebuild on open),
@@ -31,6 +33,7 @@ mod append;
 mod batch;
 mod checkpoint;
 mod cleaner;
+mod deletion;
 mod durability;
 mod entries;
 mod error;
@@ -106,6 +109,9 @@ pub struct LogConfig {
     /// `cleanup.policy` includes `compact`: appends refuse records without
     /// a key (INVALID_RECORD, as Kafka's `LogValidator`).
     pub compact: bool,
+    /// `file.delete.delay.ms` (60000): how long the files of segments that
+    /// left the log stay on disk, renamed `.deleted`, before they go.
+    pub file_delete_delay_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -121,6 +127,7 @@ impl Default for LogConfig {
             message_timestamp_after_max_ms: 3_600_000,
             producer_id_expiration_ms: 86_400_000,
             compact: false,
+            file_delete_delay_ms: 60_000,
         }
     }
 }
@@ -193,7 +200,8 @@ pub struct TimestampOffset {
 ///
 /// Locks, in the order they may nest: `admin` (delete_records_before),
 /// `writer` (the append lock), then the short ones (`segments`, `config`,
-/// `snapshots`).
+/// `snapshots`), and `pending_deletions` (held across renames and removals
+/// of retired files, never while taking another lock).
 /// `flush_state` and the group commit's lock are never taken under `writer`,
 /// and no fsync runs under `writer`.
 pub struct Log {
@@ -217,6 +225,8 @@ pub struct Log {
     epochs_dirty: AtomicBool,
     /// The offsets of the producer snapshot files in the directory.
     snapshots: Mutex<BTreeSet<i64>>,
+    /// Retired `.deleted` files and when they may go (see `deletion`).
+    pending_deletions: Mutex<deletion::PendingDeletions>,
     /// Segment files were created but the directory not yet fsynced.
     dir_dirty: AtomicBool,
     closed: AtomicBool,
@@ -307,6 +317,7 @@ impl Log {
             flush_state: Mutex::new(loaded.recovery_point),
             epochs_dirty: AtomicBool::new(false),
             snapshots: Mutex::new(snapshots),
+            pending_deletions: Mutex::default(),
             dir_dirty: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             failed: AtomicBool::new(false),
@@ -396,9 +407,16 @@ impl Log {
         Ok(self.largest_timestamp())
     }
     /// Moves the log start offset forward to `offset` (DeleteRecords, retention)
-    /// and deletes whole segments below it. Returns the new log start offset.
+    /// and deletes whole segments below it (their files go after
+    /// `file.delete.delay.ms`). Returns the new log start offset.
     pub fn delete_records_before(&self, offset: i64) -> Result<i64> {
         self.advance_log_start_offset(offset)
+    }
+    /// Removes the files of segments that left the log (renamed `.deleted`)
+    /// once their `file.delete.delay.ms` has passed by `now_ms`; returns how
+    /// many went. The broker calls it periodically.
+    pub fn delete_expired_files(&self, now_ms: i64) -> Result<usize> {
+        self.delete_retired_files(now_ms)
     }
     /// Every idempotent producer's state, ordered by producer id
     /// (DescribeProducers). Waits for an append in progress.
@@ -406,8 +424,11 @@ impl Log {
         lock(&self.writer).producers.describe()
     }
     /// Flushes, writes checkpoints and the clean-shutdown marker.
+    /// Files still waiting for `file.delete.delay.ms` go too: no reader
+    /// outlives the log.
     pub fn close(&self) -> Result<()> {
-        self.close_cleanly()
+        self.close_cleanly()?;
+        self.delete_retired_files(i64::MAX).map(|_| ())
     }
     /// Closes and removes the whole partition directory.
     pub fn delete(self) -> Result<()> {

@@ -177,18 +177,12 @@ fn remove(storage: &dyn Storage, dir: &Path, offset: i64) -> io::Result<()> {
     }
 }
 
-/// Deletes the snapshots below `offset` (those of deleted segments).
-pub(crate) fn delete_below(
-    storage: &dyn Storage,
-    dir: &Path,
-    snapshots: &mut BTreeSet<i64>,
-    offset: i64,
-) -> io::Result<()> {
-    while let Some(&oldest) = snapshots.first().filter(|o| **o < offset) {
-        remove(storage, dir, oldest)?;
-        snapshots.remove(&oldest);
-    }
-    Ok(())
+/// Takes the snapshots below `offset` (those of deleted segments) out of
+/// `snapshots` and returns them, for the caller to retire with their
+/// segments.
+pub(crate) fn take_below(snapshots: &mut BTreeSet<i64>, offset: i64) -> Vec<i64> {
+    let kept = snapshots.split_off(&offset);
+    std::mem::replace(snapshots, kept).into_iter().collect()
 }
 
 /// Keeps every snapshot above `recovery_point` and the newest
@@ -410,14 +404,19 @@ mod tests {
             snapshots.insert(offset);
         }
         prune(storage.as_ref(), dir, &mut snapshots, 35).unwrap();
-        assert_eq!(snapshots.iter().copied().collect::<Vec<_>>(), [20, 30, 40, 50]);
-        delete_below(storage.as_ref(), dir, &mut snapshots, 40).unwrap();
-        assert_eq!(snapshots.iter().copied().collect::<Vec<_>>(), [40, 50]);
         let mut names = storage.list_dir(dir).unwrap();
         names.sort();
         assert_eq!(
             names,
-            ["00000000000000000040.snapshot", "00000000000000000050.snapshot"]
+            [
+                "00000000000000000020.snapshot",
+                "00000000000000000030.snapshot",
+                "00000000000000000040.snapshot",
+                "00000000000000000050.snapshot"
+            ]
         );
+        assert_eq!(snapshots.iter().copied().collect::<Vec<_>>(), [20, 30, 40, 50]);
+        assert_eq!(take_below(&mut snapshots, 40), [20, 30]);
+        assert_eq!(snapshots.iter().copied().collect::<Vec<_>>(), [40, 50]);
     }
 }

@@ -56,12 +56,15 @@ pub(crate) fn load(storage: &dyn Storage, dir: &Path, config: &LogConfig, now_ms
         .filter_map(|n| segment::parse_file_name(n, "log"))
         .collect();
     bases.sort_unstable();
+    // `.deleted` files are retired segments and snapshots that were waiting
+    // for `file.delete.delay.ms` when the broker stopped: no reader is left,
+    // so they go now, as Kafka's `LogLoader` deletes them.
     for name in &names {
         let orphan_index = ["index", "timeindex", crate::transaction_index::EXTENSION]
             .iter()
             .filter_map(|ext| segment::parse_file_name(name, ext))
             .any(|base| bases.binary_search(&base).is_err());
-        if orphan_index || name.ends_with(".tmp") || name.ends_with(".deleted") {
+        if orphan_index || name.ends_with(".tmp") || name.ends_with(crate::deletion::DELETED_SUFFIX) {
             storage.remove_file(&dir.join(name))?;
         }
     }

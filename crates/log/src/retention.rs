@@ -1,6 +1,7 @@
 //! Retention: Kafka's time and size limits (`retention.ms`,
 //! `retention.bytes`) applied by deleting whole segments from the start of
-//! the log and moving the log start offset past them.
+//! the log and moving the log start offset past them; their files go
+//! after `file.delete.delay.ms`.
 
 use crate::{Log, Result};
 
@@ -11,9 +12,9 @@ impl Log {
     /// anything at or above the high watermark stay. Returns the new log
     /// start offset when segments went.
     ///
-    /// Readers holding a deleted segment's slices keep reading it: its file
-    /// handle stays valid after the unlink, which is why Kafka's `.deleted`
-    /// rename and `file.delete.delay.ms` are not needed here.
+    /// The segments' files are renamed `.deleted` and removed after
+    /// `file.delete.delay.ms` (see `deletion`); readers holding their slices
+    /// finish reading them.
     pub fn apply_retention(&self, retention_ms: i64, retention_bytes: i64, now_ms: i64) -> Result<Option<i64>> {
         let segments = self.segments();
         let high_watermark = self.high_watermark();

@@ -357,16 +357,24 @@ impl Segment {
         Ok(None)
     }
 
-    /// Removes the segment's files. Readers holding slices keep reading the
-    /// unlinked files until they drop them.
+    /// Removes the segment's files at once: for the open, which has no
+    /// readers yet. A segment leaving an open log is retired instead (see
+    /// `deletion`).
     pub fn delete_files(&self, storage: &dyn Storage, dir: &Path) -> io::Result<()> {
         delete_segment_files(storage, dir, self.base_offset)
     }
 }
 
+/// The paths of a segment's files, whether or not each exists (a segment
+/// without aborted transactions has no `.txnindex`).
+pub(crate) fn segment_files(dir: &Path, base_offset: i64) -> impl Iterator<Item = PathBuf> + '_ {
+    ["log", "index", "timeindex", crate::transaction_index::EXTENSION]
+        .into_iter()
+        .map(move |extension| segment_path(dir, base_offset, extension))
+}
+
 pub(crate) fn delete_segment_files(storage: &dyn Storage, dir: &Path, base_offset: i64) -> io::Result<()> {
-    for extension in ["log", "index", "timeindex", crate::transaction_index::EXTENSION] {
-        let path = segment_path(dir, base_offset, extension);
+    for path in segment_files(dir, base_offset) {
         if storage.exists(&path) {
             storage.remove_file(&path)?;
         }

@@ -579,10 +579,45 @@ fn readers_of_replaced_segments_keep_reading() {
     let slice = log.read(0, 1 << 20, log.high_watermark()).unwrap().unwrap();
     let mut before = Vec::new();
     slice.read_into(&mut before).unwrap();
+    let segments_before = names_ending(dir.path(), ".log");
     clean(&log, NOW);
     let mut after = Vec::new();
     slice.read_into(&mut after).unwrap();
     assert_eq!(before, after);
+    // Every replaced segment was renamed `.deleted` (Kafka's
+    // `replaceSegments`), the first before its cleaned copy took its name.
+    let retired = names_ending(dir.path(), ".log.deleted");
+    assert!(retired.contains(&"00000000000000000000.log.deleted".to_string()));
+    assert!(
+        retired
+            .iter()
+            .all(|n| segments_before.contains(&n.replace(".deleted", ""))),
+        "{retired:?}"
+    );
+    // After file.delete.delay.ms (60 s by default) they go, and the slice
+    // still reads.
+    assert_eq!(log.delete_expired_files(wall_clock_ms()).unwrap(), 0);
+    let all_retired = names_ending(dir.path(), ".deleted").len();
+    assert_eq!(log.delete_expired_files(i64::MAX).unwrap(), all_retired);
+    assert!(names_ending(dir.path(), ".deleted").is_empty());
+    let mut last = Vec::new();
+    slice.read_into(&mut last).unwrap();
+    assert_eq!(before, last);
+}
+
+fn wall_clock_ms() -> i64 {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since_epoch.unwrap().as_millis() as i64
+}
+
+fn names_ending(dir: &Path, suffix: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir.join("t-0"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(suffix))
+        .collect();
+    names.sort();
+    names
 }
 
 #[test]
@@ -652,7 +687,9 @@ fn crash_during_swap(storage: Arc<dyn Storage>, dir: &Path, step: SwapStep, powe
     }
     let names = storage.list_dir(dir).unwrap();
     assert!(
-        names.iter().all(|n| !n.ends_with(".cleaned") && !n.ends_with(".swap")),
+        names
+            .iter()
+            .all(|n| !n.ends_with(".cleaned") && !n.ends_with(".swap") && !n.ends_with(".deleted")),
         "{step:?}: {names:?}"
     );
     // The log works: a full cleaning, and appends.

@@ -1,7 +1,10 @@
-//! Retention by time and by size deletes whole old segments only.
+//! Retention by time and by size deletes whole old segments only, whose
+//! files are renamed `.deleted` and removed after `file.delete.delay.ms`.
 
 #[path = "common/encoder.rs"]
 mod encoder;
+
+use std::path::Path;
 
 use encoder::batch;
 use gregor_log::{Log, LogConfig};
@@ -10,10 +13,15 @@ const NOW: i64 = 1_700_000_000_000;
 const MINUTE: i64 = 60_000;
 
 /// A log with one segment per batch: batch i is stamped `NOW - (10 - i) minutes`.
-fn ten_segments(dir: &std::path::Path) -> Log {
+fn ten_segments(dir: &Path) -> Log {
+    ten_segments_deleting_after(dir, LogConfig::default().file_delete_delay_ms)
+}
+
+fn ten_segments_deleting_after(dir: &Path, file_delete_delay_ms: i64) -> Log {
     let config = LogConfig {
         segment_bytes: 600,
         message_timestamp_before_max_ms: i64::MAX,
+        file_delete_delay_ms,
         ..LogConfig::default()
     };
     let log = Log::open(dir.join("t-0"), config).unwrap();
@@ -72,5 +80,100 @@ fn nothing_at_or_above_the_high_watermark_is_deleted() {
         log.apply_retention(0, -1, NOW).unwrap(),
         Some(10),
         "only segments wholly below the high watermark"
+    );
+}
+
+fn wall_clock_ms() -> i64 {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since_epoch.unwrap().as_millis() as i64
+}
+
+/// The names in the partition directory ending with `suffix`.
+fn names_ending(dir: &Path, suffix: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir.join("t-0"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(suffix))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn deleted_segments_are_renamed_then_removed_after_file_delete_delay_ms() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = ten_segments_deleting_after(dir.path(), 60_000);
+    // A fetch that found the first segment before retention removed it.
+    let slice = log.read(0, 1 << 20, i64::MAX).unwrap().unwrap();
+    let mut before = Vec::new();
+    slice.read_into(&mut before).unwrap();
+
+    assert_eq!(log.apply_retention(5 * MINUTE + MINUTE / 2, -1, NOW).unwrap(), Some(25));
+    let live = names_ending(dir.path(), "");
+    for base in [0, 5, 10, 15, 20] {
+        for extension in ["log", "index", "timeindex"] {
+            let name = format!("{base:020}.{extension}");
+            assert!(!live.contains(&name), "{name} left the log");
+            assert!(
+                live.contains(&format!("{name}.deleted")),
+                "{name} was renamed: {live:?}"
+            );
+        }
+    }
+    // The producer snapshots of the deleted segments (written when each
+    // next segment rolled) are retired with them.
+    assert!(live.contains(&"00000000000000000020.snapshot.deleted".to_string()));
+    assert!(
+        names_ending(dir.path(), ".snapshot")
+            .iter()
+            .all(|n| n[..20] >= *"00000000000000000025")
+    );
+    let mut renamed = Vec::new();
+    slice.read_into(&mut renamed).unwrap();
+    assert_eq!(renamed, before, "the renamed segment reads as before");
+
+    assert_eq!(
+        log.delete_expired_files(wall_clock_ms()).unwrap(),
+        0,
+        "the delay has not passed"
+    );
+    let retired = names_ending(dir.path(), ".deleted").len();
+    assert_eq!(log.delete_expired_files(wall_clock_ms() + 60_000).unwrap(), retired);
+    assert!(names_ending(dir.path(), ".deleted").is_empty());
+    let mut removed = Vec::new();
+    slice.read_into(&mut removed).unwrap();
+    assert_eq!(removed, before, "a reader holding the file finishes after the removal");
+}
+
+#[test]
+fn without_a_delay_the_files_go_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = ten_segments_deleting_after(dir.path(), 0);
+    assert_eq!(log.apply_retention(5 * MINUTE + MINUTE / 2, -1, NOW).unwrap(), Some(25));
+    assert!(names_ending(dir.path(), ".deleted").is_empty());
+    assert_eq!(names_ending(dir.path(), ".log")[0], "00000000000000000025.log");
+}
+
+#[test]
+fn files_waiting_for_their_delay_go_when_the_log_opens_again_or_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = ten_segments(dir.path());
+    log.apply_retention(5 * MINUTE + MINUTE / 2, -1, NOW).unwrap();
+    assert!(!names_ending(dir.path(), ".deleted").is_empty());
+    // A crash: no close.
+    drop(log);
+    let log = Log::open(dir.path().join("t-0"), LogConfig::default()).unwrap();
+    assert!(
+        names_ending(dir.path(), ".deleted").is_empty(),
+        "the open deletes leftovers"
+    );
+    assert_eq!(log.log_start_offset(), 25);
+
+    assert_eq!(log.delete_records_before(35).unwrap(), 35);
+    assert!(!names_ending(dir.path(), ".deleted").is_empty());
+    log.close().unwrap();
+    assert!(
+        names_ending(dir.path(), ".deleted").is_empty(),
+        "a clean close deletes them"
     );
 }

@@ -10,15 +10,16 @@
 //!    here on, the next open finishes the swap: it deletes the segments
 //!    whose base offsets lie in `[S, end of the .swap segment)`, renames the
 //!    `.swap` log into place, and rebuilds its indexes;
-//! 3. the group's other segments are deleted, the indexes and then the log
-//!    renamed over the first segment's files, the directory fsynced, and the
-//!    segment list swapped in memory.
+//! 3. the group's segments are retired (renamed `.deleted`, removed after
+//!    `file.delete.delay.ms`: see `deletion`), the indexes and then the log
+//!    renamed into the first segment's names, the directory fsynced, and
+//!    the segment list swapped in memory.
 //!
 //! Old segments the open does not delete (those starting at or after the
 //! cleaned copy's end, when the cleaning dropped the group's last batches)
 //! hold the same records they always held, so the log stays valid either
-//! way. Readers holding slices of replaced files keep reading them: their
-//! file handles stay valid after the unlink.
+//! way. Readers holding slices of replaced files keep reading them: the
+//! renames leave their open files alone.
 
 use std::collections::BTreeSet;
 use std::io;
@@ -89,7 +90,7 @@ pub enum SwapStep {
     IndexesRenamedToSwap,
     /// The cleaned log is renamed to `.swap` (the commit point).
     LogRenamedToSwap,
-    /// The group's segments other than the first are deleted.
+    /// The group's segments are retired (renamed `.deleted`).
     OldSegmentsDeleted,
     /// The indexes are renamed into place; the log is not yet.
     IndexesInPlace,
@@ -153,9 +154,10 @@ impl Log {
             .and_then(|()| storage.sync_dir(dir))
             .map_err(|e| self.fail(e))?;
         crash(SwapStep::LogRenamedToSwap)?;
-        for segment in &old[1..] {
-            segment.delete_files(storage, dir).map_err(|e| self.fail(e))?;
-        }
+        // Kafka's `replaceSegments` retires every old segment, the one whose
+        // name the cleaned copy takes too, before the copy takes that name.
+        self.retire_files(old.iter().flat_map(|s| segment::segment_files(dir, s.base_offset)))
+            .map_err(|e| self.fail(e))?;
         crash(SwapStep::OldSegmentsDeleted)?;
         rename("index", SWAP_SUFFIX, None)
             .and_then(|()| rename("timeindex", SWAP_SUFFIX, None))
