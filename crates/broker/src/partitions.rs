@@ -105,6 +105,9 @@ pub struct PartitionManager {
     topics: RwLock<Arc<HashMap<String, Arc<Topic>>>>,
     /// Bumped after every append, so long-polling fetches wake without polling.
     appended: watch::Sender<u64>,
+    /// The directories of deleted partitions, renamed `-delete`, and when
+    /// each may go (ms since the epoch).
+    deleted_dirs: Mutex<Vec<(PathBuf, i64)>>,
 }
 
 impl PartitionManager {
@@ -128,6 +131,7 @@ impl PartitionManager {
             metadata: Mutex::new(metadata),
             topics: RwLock::new(Arc::new(topics)),
             appended: watch::channel(0).0,
+            deleted_dirs: Mutex::default(),
         })
     }
 
@@ -292,7 +296,11 @@ impl PartitionManager {
         Ok(())
     }
 
-    /// Deletes a topic: metadata first (so it is gone even if a crash follows), then its logs.
+    /// Deletes a topic: metadata first (so it is gone even if a crash
+    /// follows), then its logs. As in Kafka's `LogManager.asyncDelete`, each
+    /// partition directory is renamed `<topic>-<partition>.<unique id>-delete`
+    /// at once, which frees the name for a new topic, and removed after the
+    /// broker's `log.segment.delete.delay.ms`, so fetches in progress finish.
     pub fn delete_topic(&self, name: &str) -> Result<Uuid, TopicError> {
         let mut metadata = self.metadata.lock().expect("metadata lock");
         let topic = self
@@ -300,13 +308,44 @@ impl PartitionManager {
             .ok_or_else(|| TopicError::UnknownTopic(name.to_string()))?;
         metadata.append(&[MetadataRecord::RemoveTopic { id: topic.image.id }])?;
         self.replace_topic(name, None);
+        // Kafka's `LogManager` uses the broker's default, not the topic's.
+        let delay_ms = self
+            .broker
+            .parse::<i64>("log.segment.delete.delay.ms")
+            .unwrap_or(60_000);
+        let now = crate::api::now_ms();
         for partition in &topic.partitions {
-            let dir = partition.log.dir().to_path_buf();
-            if let Err(error) = std::fs::remove_dir_all(&dir) {
-                tracing::warn!(dir = %dir.display(), %error, "could not remove a deleted partition's directory");
+            let dir = partition.log.dir();
+            let renamed = self.log_dir.join(delete_dir_name(&partition.topic, partition.index));
+            match std::fs::rename(dir, &renamed) {
+                Ok(()) => self
+                    .deleted_dirs
+                    .lock()
+                    .expect("deleted dirs lock")
+                    .push((renamed, now.saturating_add(delay_ms))),
+                Err(error) => {
+                    tracing::warn!(dir = %dir.display(), %error, "could not rename a deleted partition's directory; removing it now");
+                    remove_dir(dir);
+                }
             }
         }
+        // With no delay they go now, as the log's files do.
+        self.delete_expired_topic_dirs(now);
         Ok(topic.image.id)
+    }
+
+    /// Removes the `-delete` directories of deleted topics whose delay has
+    /// passed by `now_ms`.
+    pub fn delete_expired_topic_dirs(&self, now_ms: i64) {
+        let due: Vec<PathBuf> = {
+            let mut dirs = self.deleted_dirs.lock().expect("deleted dirs lock");
+            let (due, waiting) = dirs.drain(..).partition(|(_, due_ms)| *due_ms <= now_ms);
+            *dirs = waiting;
+            due.into_iter().map(|(dir, _)| dir).collect()
+        };
+        for dir in due {
+            remove_dir(&dir);
+        }
     }
 
     /// Reserves the next `count` producer ids durably; returns the range [start, end).
@@ -419,14 +458,40 @@ fn open_topic(
     })
 }
 
+/// Kafka's suffix for the directory of a deleted partition.
+const DELETE_DIR_SUFFIX: &str = "-delete";
+
+/// Kafka's `UnifiedLog.logDeleteDirName`: `<topic>-<partition>.<random
+/// id>-delete`, the topic cut short so that the name fits in 255 bytes.
+fn delete_dir_name(topic: &str, partition: i32) -> String {
+    let suffix = format!("-{partition}.{}{DELETE_DIR_SUFFIX}", Uuid::new_v4().simple());
+    // Topic names are ASCII, so any byte length is a character boundary.
+    let kept = topic.len().min(255 - suffix.len());
+    format!("{}{suffix}", &topic[..kept])
+}
+
+fn remove_dir(dir: &Path) {
+    if let Err(error) = std::fs::remove_dir_all(dir) {
+        tracing::warn!(dir = %dir.display(), %error, "could not remove a deleted partition's directory");
+    }
+}
+
 /// A crash between a topic's removal from metadata and the removal of its
-/// directories leaves orphans; they hold no live data, so they go.
+/// directories leaves orphans; they hold no live data, so they go. So do
+/// `-delete` directories still waiting for their delay when the broker
+/// stopped: no fetch survives a restart (Kafka schedules them for deletion
+/// as it loads them).
 fn remove_orphan_partition_dirs(log_dir: &Path, image: &MetadataImage) {
     let Ok(entries) = std::fs::read_dir(log_dir) else {
         return;
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(DELETE_DIR_SUFFIX) && entry.path().is_dir() {
+            tracing::info!(dir = %entry.path().display(), "removing the directory of a deleted topic");
+            remove_dir(&entry.path());
+            continue;
+        }
         let Some((topic, partition)) = name.rsplit_once('-') else {
             continue;
         };

@@ -3,7 +3,7 @@
 //! that `retention.ms` and `retention.bytes` no longer cover. Every second
 //! it also removes what waited out its `file.delete.delay.ms`: the
 //! `.deleted` files of segments that left a log (retention, DeleteRecords,
-//! compaction).
+//! compaction) and the `-delete` directories of deleted topics.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,4 +73,5 @@ fn delete_expired_files(state: &BrokerState) {
             }
         }
     }
+    state.partitions.delete_expired_topic_dirs(now);
 }

@@ -1,6 +1,8 @@
 //! Retention over the wire: old segments of a topic with a short
 //! `retention.ms` go, and every client sees the log start offset move;
-//! their files, renamed `.deleted`, stay for `file.delete.delay.ms`.
+//! their files, renamed `.deleted`, stay for `file.delete.delay.ms`. A
+//! deleted topic's directories are renamed `-delete` and go after the
+//! broker's `log.segment.delete.delay.ms`.
 
 mod common;
 
@@ -130,4 +132,50 @@ async fn wait_until(what: &str, condition: impl Fn() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test]
+async fn a_deleted_topics_directories_are_renamed_then_removed_after_the_delay() {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    // Left by a broker that stopped before its delay passed.
+    let leftover = dir.path().join("old-0.0123456789abcdef0123456789abcdef-delete");
+    std::fs::create_dir(&leftover).unwrap();
+    let delay = ("log.segment.delete.delay.ms", "1000");
+    let broker = TestBroker::start_in(dir, &[delay]).await;
+    assert!(!leftover.exists(), "a restart removes leftover -delete directories");
+    let mut client = Client::connect(&broker).await;
+    create_topic(&mut client, "doomed", 2).await;
+    let response = client.call(&produce_request("doomed", 1, batch(&["a", "b"])), 9).await;
+    assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
+
+    let deleted_at = wall_clock_ms();
+    let response = client
+        .call(
+            &DeleteTopicsRequest::default()
+                .with_topic_names(vec![name("doomed")])
+                .with_timeout_ms(5000),
+            4,
+        )
+        .await;
+    assert_eq!(response.responses[0].error_code, 0);
+    let log_dir = broker.dir.path();
+    assert!(!log_dir.join("doomed-0").exists() && !log_dir.join("doomed-1").exists());
+    let renamed = names_ending(log_dir, "-delete");
+    assert_eq!(renamed.len(), 2, "{renamed:?}");
+    assert!(
+        renamed
+            .iter()
+            .all(|n| n.starts_with("doomed-0.") || n.starts_with("doomed-1."))
+    );
+    // The name is free at once: a new topic of that name starts empty.
+    create_topic(&mut client, "doomed", 1).await;
+    let response = client.call(&fetch_request("doomed", 0, 0), 12).await;
+    assert!(values_of(response.responses[0].partitions[0].records.clone()).is_empty());
+
+    wait_until("the -delete directories removed", || {
+        names_ending(log_dir, "-delete").is_empty()
+    })
+    .await;
+    assert!(wall_clock_ms() >= deleted_at + 1000, "removed before the delay passed");
+    broker.stop().await;
 }
