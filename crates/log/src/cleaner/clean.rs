@@ -17,6 +17,7 @@ use std::io;
 use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use crate::batch::{self, BatchHeader, HEADER_SIZE, NO_TIMESTAMP};
 use crate::cleaner::offset_map::OffsetMap;
@@ -32,6 +33,7 @@ use crate::{Log, LogConfig, LogError, Result, TimestampOffset};
 const CHECK_BYTES: u64 = 64 << 10;
 
 pub(super) fn run(log: &Log, options: &CleanOptions, now_ms: i64) -> Result<CleanStats> {
+    let started = Instant::now();
     let info = log.cleanable(options, now_ms)?;
     let first_dirty = info.first_dirty_offset;
     if info.cleanable_bytes == 0 {
@@ -108,6 +110,9 @@ pub(super) fn run(log: &Log, options: &CleanOptions, now_ms: i64) -> Result<Clea
         }
     }
     log.write_cleaner_checkpoint(end_offset)?;
+    // Kafka's cleaner logs the same summary of each cleaning, throughput included.
+    let secs = started.elapsed().as_secs_f64();
+    let mb_read = stats.bytes_read as f64 / 1e6;
     tracing::info!(
         dir = %log.dir().display(),
         first_dirty,
@@ -116,7 +121,8 @@ pub(super) fn run(log: &Log, options: &CleanOptions, now_ms: i64) -> Result<Clea
         bytes_written = stats.bytes_written,
         records_read = stats.records_read,
         records_retained = stats.records_retained,
-        "cleaned the log"
+        "cleaned {mb_read:.1} MB of log in {secs:.2} s ({:.1} MB/s)",
+        mb_read / secs.max(1e-9)
     );
     Ok(stats)
 }
