@@ -60,6 +60,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Start(_)) {
+        exit_quietly_on_closed_output();
+    }
     init_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -83,6 +86,18 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => report(error),
+    }
+}
+
+/// Client commands end quietly when the reader of their output goes away
+/// (`gregor consume ... | head`), as Unix tools do: Rust ignores SIGPIPE,
+/// which turns that into a panic on the next write. The broker keeps
+/// ignoring it, and sockets are written with MSG_NOSIGNAL regardless.
+fn exit_quietly_on_closed_output() {
+    // SAFETY: restoring a signal's default disposition at start, before any
+    // thread exists, has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

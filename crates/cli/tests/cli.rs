@@ -168,6 +168,23 @@ fn produced_lines_are_consumed_back_with_keys_headers_and_nulls() {
 }
 
 #[test]
+fn output_piped_into_a_reader_that_went_away_ends_quietly() {
+    let broker = Broker::start();
+    stdout_of(&broker.gregor(&["topic", "create", &unique_topic("cli-pipe")], ""));
+    // Like `gregor topic list | true`: the reader is gone before the output comes.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gregor"))
+        .args(["topic", "list", "--bootstrap-server", broker.addr()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn gregor topic list");
+    drop(child.stdout.take());
+    let output = child.wait_with_output().expect("gregor topic list ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
 fn produce_with_each_codec_and_consume_by_partition_offset_and_timestamp() {
     let broker = Broker::start();
     let topic = unique_topic("cli-positions");
