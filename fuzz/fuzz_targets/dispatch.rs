@@ -1,16 +1,16 @@
 //! Every request through the broker's real dispatch point and handlers.
 //!
-//! One broker per process, on a temporary log directory, whose state carries
-//! over from input to input (topics, groups, producers, transactions), so
-//! well-formed requests with nonsense values (negative partitions, empty
-//! names, huge `max_bytes`, unknown member ids) reach the handlers. A request
-//! may get any error code; it must never panic, and a request that decodes
-//! must never close the connection (its response must encode).
+//! A broker on a temporary log directory keeps its state from input to input
+//! (topics, groups, producers, transactions) for 1024 requests, then a fresh
+//! one takes over, so well-formed requests with nonsense values (negative
+//! partitions, empty names, huge `max_bytes`, unknown member ids) reach the
+//! handlers in many states. A request may get any error code; it must never
+//! panic, and a request that decodes must never close the connection (its
+//! response must encode).
 #![no_main]
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -20,9 +20,11 @@ use gregor_broker::{Broker, BrokerConfig};
 use kafka_protocol::messages::RequestKind;
 use libfuzzer_sys::{Corpus, fuzz_target};
 
-/// How long a request may wait, on the paused clock: long enough for a long
-/// poll or a rebalance to finish, and free in wall-clock time.
-const REQUEST_DEADLINE: Duration = Duration::from_secs(60);
+/// How long a request may wait, on the paused clock: past a default long
+/// poll (500 ms) and a single member's rebalance. Waiting is not free: the
+/// clock advances through every 100 ms tick of the group timers, so a
+/// minute-long fetch wait cost milliseconds per input.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Partitions one CreateTopics or CreatePartitions request may ask for. The
 /// broker creates every partition's log at once and sets no limit of its own
@@ -30,21 +32,27 @@ const REQUEST_DEADLINE: Duration = Duration::from_secs(60);
 /// mutated count of 2^31 would only measure the file system.
 const MAX_PARTITIONS_PER_REQUEST: i64 = 16;
 
-/// Past this many user partitions, every user topic is deleted, which keeps
-/// the log directory and the cost per input bounded in long runs.
+/// Requests one broker serves before a fresh one replaces it. What requests
+/// leave behind (groups, producers, transactions, topics) only grows, and the
+/// group timers walk every group on each tick: without a bound the run slows
+/// down as it goes.
+const REQUESTS_PER_BROKER: u64 = 1024;
+
+/// A broker with more user partitions than this is replaced early.
 const MAX_USER_PARTITIONS: i64 = 256;
 
 struct Harness {
     runtime: tokio::runtime::Runtime,
     state: Arc<BrokerState>,
     connection: RequestContext,
-    inputs: AtomicU64,
-    /// Never dropped, as libFuzzer ends the process with `exit`: run.sh
-    /// points TMPDIR at a directory it removes afterwards.
-    _log_dir: tempfile::TempDir,
+    requests: u64,
+    /// Removed by `stop`. The last one outlives the process (libFuzzer ends
+    /// it with `exit`), so run.sh points TMPDIR at a directory it removes.
+    log_dir: tempfile::TempDir,
 }
 
-static HARNESS: OnceLock<Harness> = OnceLock::new();
+/// The current broker; libFuzzer runs inputs one at a time.
+static HARNESS: Mutex<Option<Harness>> = Mutex::new(None);
 
 impl Harness {
     fn start() -> Harness {
@@ -81,22 +89,25 @@ impl Harness {
                 connection_id: 1,
                 peer: SocketAddr::from(([127, 0, 0, 1], 40000)),
             },
-            inputs: AtomicU64::new(0),
-            _log_dir: log_dir,
+            requests: 0,
+            log_dir,
         }
     }
 
-    /// Deletes every user topic once there are too many partitions.
-    fn bound_state(&self) {
+    fn worn_out(&self) -> bool {
+        if self.requests >= REQUESTS_PER_BROKER {
+            return true;
+        }
         let topics = self.state.partitions.topics();
-        let user_topics: Vec<_> = topics.values().filter(|t| !t.image.name.starts_with("__")).collect();
-        let partitions: i64 = user_topics.iter().map(|t| t.image.partitions as i64).sum();
-        if partitions <= MAX_USER_PARTITIONS {
-            return;
-        }
-        for topic in user_topics {
-            let _ = self.state.partitions.delete_topic(&topic.image.name);
-        }
+        let user_topics = topics.values().filter(|t| !t.image.name.starts_with("__"));
+        user_topics.map(|t| t.image.partitions as i64).sum::<i64>() > MAX_USER_PARTITIONS
+    }
+
+    /// Drops the broker without waiting for its blocking tasks, then its log
+    /// directory.
+    fn stop(self) {
+        self.runtime.shutdown_background();
+        drop(self.log_dir);
     }
 }
 
@@ -120,7 +131,8 @@ fuzz_target!(|frame: &[u8]| -> Corpus {
     if partitions_created(frame) > MAX_PARTITIONS_PER_REQUEST {
         return Corpus::Reject;
     }
-    let harness = HARNESS.get_or_init(Harness::start);
+    let mut current = HARNESS.lock().unwrap_or_else(|e| e.into_inner());
+    let harness = current.get_or_insert_with(Harness::start);
     let mut response = BytesMut::new();
     let request = dispatch::handle(
         &harness.state,
@@ -137,8 +149,11 @@ fuzz_target!(|frame: &[u8]| -> Corpus {
     {
         panic!("a request that decodes closed its connection: {reason}");
     }
-    if harness.inputs.fetch_add(1, Ordering::Relaxed).is_multiple_of(64) {
-        harness.bound_state();
+    harness.requests += 1;
+    if harness.worn_out()
+        && let Some(harness) = current.take()
+    {
+        harness.stop();
     }
     Corpus::Keep
 });
