@@ -43,13 +43,24 @@ fn uniform(members: &[AssignorMember]) -> BTreeMap<String, BTreeSet<TopicPartiti
     if members.is_empty() {
         return result;
     }
-    let fair_share = partitions.len().div_ceil(members.len()).max(1);
+    // A balanced assignment gives every member `quota` partitions and
+    // `extra` of them one more; what a member keeps from before must fit
+    // that, or a member that joins last could be left with nothing.
+    let quota = partitions.len() / members.len();
+    let mut extra = partitions.len() % members.len();
     let mut unassigned = Vec::new();
     for (partition, eligible) in &partitions {
         let sticky = members
             .iter()
             .find(|m| eligible.contains(&m.id) && m.previous.is_some_and(|p| p.contains(partition)))
-            .filter(|m| result[m.id].len() < fair_share);
+            .filter(|m| {
+                let held = result[m.id].len();
+                let one_more = held == quota && extra > 0;
+                if one_more {
+                    extra -= 1;
+                }
+                held < quota || one_more
+            });
         match sticky {
             Some(member) => {
                 result.get_mut(member.id).expect("member").insert(*partition);
@@ -123,6 +134,26 @@ mod tests {
         assert_eq!((two["a"].len(), two["b"].len()), (3, 3));
         assert!(two["a"].is_subset(&previous), "a keeps partitions it had");
         assert!(two["a"].is_disjoint(&two["b"]));
+    }
+
+    #[test]
+    fn uniform_gives_a_member_that_joins_last_its_share() {
+        let topic = Uuid::from_u128(1);
+        let ids: Vec<String> = (0..9).map(|i| format!("m{i}")).collect();
+        // Eight members hold all 30 partitions (four or three each).
+        let eight: Vec<AssignorMember> = ids[..8].iter().map(|id| member(id, &[(topic, 30)], None)).collect();
+        let before = assign("uniform", &eight);
+        let nine: Vec<AssignorMember> = ids
+            .iter()
+            .map(|id| member(id, &[(topic, 30)], before.get(id.as_str())))
+            .collect();
+        let after = assign("uniform", &nine);
+        let mut sizes: Vec<usize> = after.values().map(BTreeSet::len).collect();
+        sizes.sort();
+        assert_eq!(sizes, [3, 3, 3, 3, 3, 3, 4, 4, 4], "{after:?}");
+        for id in &ids[..8] {
+            assert!(after[id.as_str()].is_subset(&before[id.as_str()]), "{id} only gives up partitions");
+        }
     }
 
     #[test]
