@@ -3,13 +3,19 @@
 //! the lag between them; deleting a group and moving its committed offsets
 //! (what Kafka's `kafka-consumer-groups --list|--describe|--delete|--reset-offsets` do).
 
+use std::collections::BTreeMap;
+
 use anyhow::{Result, anyhow};
+use bytes::Bytes;
+use kafka_protocol::messages::{ConsumerGroupDescribeRequest, ConsumerProtocolAssignment, GroupId};
+use kafka_protocol::protocol::{Decodable, StrBytes};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::client::ClientArgs;
 use crate::reset_offsets::{self, ResetOffsetsArgs};
+use crate::txn_wire::{CoordinatorKey, coordinator};
 
 #[derive(clap::Args, Debug)]
 pub struct GroupArgs {
@@ -76,7 +82,7 @@ struct DeleteArgs {
 pub async fn run(args: GroupArgs) -> Result<()> {
     match args.command {
         GroupCommand::List(args) => list(&args.client),
-        GroupCommand::Describe(args) => describe(&args.client, args.group.get()),
+        GroupCommand::Describe(args) => describe(&args.client, args.group.get()).await,
         GroupCommand::Delete(args) => delete(&args.client, args.group.get()).await,
         GroupCommand::ResetOffsets(args) => reset_offsets::run(&args),
     }
@@ -129,9 +135,93 @@ fn list(client: &ClientArgs) -> Result<()> {
     Ok(())
 }
 
-fn describe(client: &ClientArgs, group: &str) -> Result<()> {
+/// Who consumes a partition: the columns Kafka's tool prints after the lag.
+#[derive(Clone)]
+struct Owner {
+    member_id: String,
+    host: String,
+    client_id: String,
+}
+
+/// Each assigned partition's owner, from the members of a classic group
+/// (their assignments in the consumer protocol's format).
+fn classic_owners(client: &ClientArgs, consumer: &BaseConsumer, group: &str) -> Result<BTreeMap<(String, i32), Owner>> {
+    let groups = consumer
+        .fetch_group_list(Some(group), client.request_timeout())
+        .map_err(|error| client.kafka_error(error, None))?;
+    let mut owners = BTreeMap::new();
+    for member in groups
+        .groups()
+        .iter()
+        .filter(|info| info.name() == group)
+        .flat_map(|info| info.members())
+    {
+        let Some(mut bytes) = member.assignment().filter(|b| b.len() >= 2).map(Bytes::copy_from_slice) else {
+            continue;
+        };
+        let version = i16::from_be_bytes([bytes[0], bytes[1]]);
+        let _ = bytes.split_to(2);
+        // A member whose assignment does not decode is listed without partitions.
+        let Ok(assignment) = ConsumerProtocolAssignment::decode(&mut bytes, version.clamp(0, 3)) else {
+            continue;
+        };
+        let owner = Owner {
+            member_id: member.id().to_string(),
+            host: member.client_host().to_string(),
+            client_id: member.client_id().to_string(),
+        };
+        for topic in assignment.assigned_partitions {
+            for partition in topic.partitions {
+                owners.insert((topic.topic.to_string(), partition), owner.clone());
+            }
+        }
+    }
+    Ok(owners)
+}
+
+/// The members of a KIP-848 group and each assigned partition's owner,
+/// from ConsumerGroupDescribe; none for a group of another kind.
+async fn consumer_group_owners(client: &ClientArgs, group: &str) -> Result<(usize, BTreeMap<(String, i32), Owner>)> {
+    let (_, mut connection) = coordinator(
+        &client.bootstrap_server,
+        client.request_timeout(),
+        CoordinatorKey::Group,
+        group,
+    )
+    .await?;
+    let request =
+        ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(StrBytes::from_string(group.to_string()))]);
+    let response = connection.send(&request, 0).await?;
+    let mut owners = BTreeMap::new();
+    let mut members = 0;
+    for described in response.groups.into_iter().filter(|g| g.error_code == 0) {
+        members += described.members.len();
+        for member in described.members {
+            let owner = Owner {
+                member_id: member.member_id.to_string(),
+                host: member.client_host.to_string(),
+                client_id: member.client_id.to_string(),
+            };
+            for topic in member.assignment.topic_partitions {
+                for partition in topic.partitions {
+                    owners.insert((topic.topic_name.to_string(), partition), owner.clone());
+                }
+            }
+        }
+    }
+    Ok((members, owners))
+}
+
+async fn describe(client: &ClientArgs, group: &str) -> Result<()> {
     let consumer = group_consumer(client, group)?;
-    let status = group_status(client, &consumer, group)?;
+    let mut status = group_status(client, &consumer, group)?;
+    let mut owners = classic_owners(client, &consumer, group)?;
+    if status.members == 0 {
+        // A KIP-848 group has no classic members; ask for its own kind.
+        let (members, consumer_owners) = consumer_group_owners(client, group).await?;
+        status.members = members;
+        owners.extend(consumer_owners);
+    }
 
     // Every partition of every topic, asked for its committed offset; the group's are those that have one.
     let metadata = client.metadata(consumer.client(), None)?;
@@ -161,11 +251,20 @@ fn describe(client: &ClientArgs, group: &str) -> Result<()> {
     rows.sort();
 
     println!("Group: {group}\tState: {}\tMembers: {}", status.state, status.members);
-    println!("TOPIC\tPARTITION\tCURRENT-OFFSET\tLOG-END-OFFSET\tLAG");
+    println!("TOPIC\tPARTITION\tCURRENT-OFFSET\tLOG-END-OFFSET\tLAG\tCONSUMER-ID\tHOST\tCLIENT-ID");
+    let none = Owner {
+        member_id: "-".into(),
+        host: "-".into(),
+        client_id: "-".into(),
+    };
     for (topic, partition, current, log_end) in rows {
+        let owner = owners.get(&(topic.clone(), partition)).unwrap_or(&none);
         println!(
-            "{topic}\t{partition}\t{current}\t{log_end}\t{}",
-            (log_end - current).max(0)
+            "{topic}\t{partition}\t{current}\t{log_end}\t{}\t{}\t{}\t{}",
+            (log_end - current).max(0),
+            owner.member_id,
+            owner.host,
+            owner.client_id
         );
     }
     Ok(())

@@ -417,8 +417,12 @@ fn group_list_and_describe_show_committed_offsets_and_lag() {
     let described = stdout_of(&broker.gregor(&["group", "describe", &group], ""));
     let lines: Vec<&str> = described.lines().collect();
     assert!(lines[0].starts_with(&format!("Group: {group}\t")), "{described}");
-    assert_eq!(lines[1], "TOPIC\tPARTITION\tCURRENT-OFFSET\tLOG-END-OFFSET\tLAG");
-    assert_eq!(lines[2], format!("{topic}\t0\t3\t5\t2"), "{described}");
+    assert_eq!(
+        lines[1],
+        "TOPIC\tPARTITION\tCURRENT-OFFSET\tLOG-END-OFFSET\tLAG\tCONSUMER-ID\tHOST\tCLIENT-ID"
+    );
+    // The console consumer has left: nobody owns the partition.
+    assert_eq!(lines[2], format!("{topic}\t0\t3\t5\t2\t-\t-\t-"), "{described}");
 
     let missing = unique_topic("cli-no-such-group");
     let output = broker.gregor(&["group", "describe", "--group", &missing], "");

@@ -123,6 +123,39 @@ async fn kip_848_members_share_the_partitions_and_commit() {
     .await;
 }
 
+#[test]
+fn describe_names_the_consumer_of_each_partition_in_classic_and_kip_848_groups() {
+    let broker = Broker::start_with(QUICK_JOINS);
+    for protocol in ["classic", "consumer"] {
+        let topic = unique_topic("describe-owner");
+        let group = unique_topic("describe-owner-id");
+        stdout_of(&broker.gregor(&["topic", "create", &topic, "--partitions", "2"], ""));
+        let member = broker.consumer(&[
+            ("group.id", &group),
+            ("group.protocol", protocol),
+            ("client.id", "owner-test"),
+        ]);
+        member.subscribe(&[&topic]).expect("subscribe");
+        wait_for_assignment(&member);
+        commit_offsets(&member, &topic, &[(0, 0), (1, 0)]);
+
+        let described = stdout_of(&broker.gregor(&["group", "describe", &group], ""));
+        let lines: Vec<&str> = described.lines().collect();
+        assert!(lines[0].ends_with("Members: 1"), "{protocol}: {described}");
+        assert_eq!(
+            lines[1],
+            "TOPIC\tPARTITION\tCURRENT-OFFSET\tLOG-END-OFFSET\tLAG\tCONSUMER-ID\tHOST\tCLIENT-ID"
+        );
+        for row in &lines[2..] {
+            let cells: Vec<&str> = row.split('\t').collect();
+            assert_eq!(cells.len(), 8, "{protocol}: {described}");
+            assert_ne!(cells[5], "-", "{protocol}: a member id in {described}");
+            assert_eq!(cells[7], "owner-test", "{protocol}: {described}");
+        }
+        assert_eq!(lines.len(), 4, "{protocol}: both partitions: {described}");
+    }
+}
+
 /// The records of `partition` among `messages`, as offsets.
 fn offsets_of(messages: &[OwnedMessage], partition: i32) -> Vec<i64> {
     messages
@@ -276,7 +309,7 @@ async fn committed_offsets_and_deletions_survive_a_broker_restart() {
     let broker = Broker::start_in(log_dir.path(), QUICK_JOINS);
     assert_eq!(committed_offset(&broker, &kept, &topic, 0), Offset::Offset(7));
     let described = stdout_of(&broker.gregor(&["group", "describe", &kept], ""));
-    assert!(described.contains(&format!("\n{topic}\t0\t7\t10\t3\n")), "{described}");
+    assert!(described.contains(&format!("\n{topic}\t0\t7\t10\t3\t-\t-\t-\n")), "{described}");
     assert_eq!(
         committed_offset(&broker, &deleted, &topic, 0),
         Offset::Invalid,

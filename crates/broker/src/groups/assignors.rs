@@ -152,7 +152,10 @@ mod tests {
         sizes.sort();
         assert_eq!(sizes, [3, 3, 3, 3, 3, 3, 4, 4, 4], "{after:?}");
         for id in &ids[..8] {
-            assert!(after[id.as_str()].is_subset(&before[id.as_str()]), "{id} only gives up partitions");
+            assert!(
+                after[id.as_str()].is_subset(&before[id.as_str()]),
+                "{id} only gives up partitions"
+            );
         }
     }
 
