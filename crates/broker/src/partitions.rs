@@ -62,6 +62,8 @@ pub enum TopicError {
     InvalidConfig(String),
     #[error("{0}")]
     InvalidPartitions(String),
+    #[error("Unable to perform excessively large batch operation.")]
+    TooLarge,
     #[error("storage: {0}")]
     Storage(String),
 }
@@ -74,6 +76,7 @@ impl TopicError {
             TopicError::InvalidTopic(_) => 17,
             TopicError::InvalidConfig(_) => 40,
             TopicError::InvalidPartitions(_) => 37,
+            TopicError::TooLarge => 44, // POLICY_VIOLATION
             TopicError::Storage(_) => 56,
         }
     }
@@ -173,6 +176,7 @@ impl PartitionManager {
                 "Number of partitions must be larger than 0.".into(),
             ));
         }
+        check_operation_size(partitions)?;
         for (key, value) in &configs {
             topic_config::validate(key, value).map_err(TopicError::InvalidConfig)?;
         }
@@ -238,6 +242,7 @@ impl PartitionManager {
                 "Topic already has {existing} partitions."
             )));
         }
+        check_operation_size(count - existing)?;
         if validate_only {
             return Ok(());
         }
@@ -432,6 +437,18 @@ impl PartitionManager {
     }
 }
 
+/// Kafka's controller refuses a user operation that would write more than
+/// 10,000 metadata records (one per new partition), so a single request
+/// cannot make the broker create millions of logs.
+const MAX_PARTITIONS_PER_OPERATION: i32 = 10_000;
+
+fn check_operation_size(new_partitions: i32) -> Result<(), TopicError> {
+    if new_partitions > MAX_PARTITIONS_PER_OPERATION {
+        return Err(TopicError::TooLarge);
+    }
+    Ok(())
+}
+
 /// Opens the logs of `image`'s partitions, reusing the ones already open.
 fn open_topic(
     log_dir: &Path,
@@ -547,5 +564,21 @@ mod tests {
         for bad in ["", ".", "..", "a b", "ü", &"x".repeat(250)] {
             assert_eq!(validate_topic_name(bad).unwrap_err().code(), 17, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn an_operation_creating_more_than_ten_thousand_partitions_is_a_policy_violation() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = [("log.dirs".to_string(), dir.path().display().to_string())];
+        let partitions = PartitionManager::open(BrokerConfig::load(None, &settings).unwrap()).unwrap();
+        let huge = partitions.create_topic("huge", i32::MAX, BTreeMap::new(), false);
+        assert_eq!(huge.err().map(|e| e.code()), Some(44));
+        assert!(partitions.topic("huge").is_none());
+
+        partitions.create_topic("grows", 2, BTreeMap::new(), false).unwrap();
+        let grown = partitions.create_partitions("grows", 10_003, false);
+        assert_eq!(grown.err().map(|e| e.code()), Some(44));
+        partitions.create_partitions("grows", 10_002, true).unwrap();
+        assert_eq!(partitions.topic("grows").unwrap().partitions.len(), 2);
     }
 }
