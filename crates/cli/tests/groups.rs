@@ -309,7 +309,10 @@ async fn committed_offsets_and_deletions_survive_a_broker_restart() {
     let broker = Broker::start_in(log_dir.path(), QUICK_JOINS);
     assert_eq!(committed_offset(&broker, &kept, &topic, 0), Offset::Offset(7));
     let described = stdout_of(&broker.gregor(&["group", "describe", &kept], ""));
-    assert!(described.contains(&format!("\n{topic}\t0\t7\t10\t3\t-\t-\t-\n")), "{described}");
+    assert!(
+        described.contains(&format!("\n{topic}\t0\t7\t10\t3\t-\t-\t-\n")),
+        "{described}"
+    );
     assert_eq!(
         committed_offset(&broker, &deleted, &topic, 0),
         Offset::Invalid,
