@@ -227,11 +227,26 @@ async fn offsets_committed_in_a_transaction_count_once_it_commits_and_survive_a_
         -1,
         "not before the commit"
     );
-    assert_eq!(end(&mut client, "etl", producer, true).await, 0);
+    // KIP-447: a read_committed consumer's fetch is told the offset is not stable yet.
+    let stable_fetch = fetch.clone().with_require_stable(true);
     assert_eq!(
-        client.call(&fetch, 7).await.topics[0].partitions[0].committed_offset,
-        42
+        client.call(&stable_fetch, 7).await.topics[0].partitions[0].error_code,
+        88,
+        "UNSTABLE_OFFSET_COMMIT while the transaction is open"
     );
+    assert_eq!(end(&mut client, "etl", producer, true).await, 0);
+    // EndTxn is answered once the commit is decided; the markers, and with
+    // them the offsets, follow. A stable fetch waits for them as a client does.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let stable = loop {
+        let partition = client.call(&stable_fetch, 7).await.topics[0].partitions[0].clone();
+        if partition.error_code != 88 {
+            break partition;
+        }
+        assert!(Instant::now() < deadline, "the offsets never became stable");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert_eq!((stable.error_code, stable.committed_offset), (0, 42));
     broker.stop().await;
 
     let broker = TestBroker::start_in(dir, &[]).await;

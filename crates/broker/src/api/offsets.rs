@@ -28,7 +28,9 @@ use crate::state::BrokerState;
 /// Each partition's index and error code.
 type PartitionCodes = Vec<(i32, i16)>;
 /// A topic's name and what was committed for each asked partition.
-type TopicOffsets = (String, Vec<(i32, Option<CommittedOffset>)>);
+/// A partition's committed offset (if any), or an error code.
+type PartitionOffset = (i32, Result<Option<CommittedOffset>, i16>);
+type TopicOffsets = (String, Vec<PartitionOffset>);
 
 fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
@@ -147,8 +149,16 @@ pub async fn commit(state: &Arc<BrokerState>, body: OffsetCommitRequest) -> Offs
     OffsetCommitResponse::default().with_topics(topics)
 }
 
-/// One group's committed offsets for the asked partitions (every committed one when `None`).
-fn fetch_group(state: &BrokerState, group: &str, wanted: Option<Vec<(String, Vec<i32>)>>) -> Vec<TopicOffsets> {
+/// One group's committed offsets for the asked partitions (every committed
+/// one when `None`). With `require_stable` (KIP-447, read_committed
+/// consumers), a partition with an offset committed by a transaction that
+/// has not completed yet gets UNSTABLE_OFFSET_COMMIT, and the client asks again.
+fn fetch_group(
+    state: &BrokerState,
+    group: &str,
+    wanted: Option<Vec<(String, Vec<i32>)>>,
+    require_stable: bool,
+) -> Vec<TopicOffsets> {
     let all = state.groups.groups();
     let offsets = all.get(group).map(|g| &g.offsets);
     match wanted {
@@ -157,18 +167,23 @@ fn fetch_group(state: &BrokerState, group: &str, wanted: Option<Vec<(String, Vec
             .map(|(topic, partitions)| {
                 let found = partitions
                     .into_iter()
-                    .map(|p| (p, offsets.and_then(|o| o.get(&(topic.clone(), p)).cloned())))
+                    .map(|p| {
+                        if require_stable && state.groups.has_pending_offset(group, &topic, p) {
+                            return (p, Err(UNSTABLE_OFFSET_COMMIT));
+                        }
+                        (p, Ok(offsets.and_then(|o| o.get(&(topic.clone(), p)).cloned())))
+                    })
                     .collect();
                 (topic, found)
             })
             .collect(),
         None => {
-            let mut by_topic: HashMap<String, Vec<(i32, Option<CommittedOffset>)>> = HashMap::new();
+            let mut by_topic: HashMap<String, Vec<PartitionOffset>> = HashMap::new();
             for ((topic, partition), value) in offsets.into_iter().flatten() {
                 by_topic
                     .entry(topic.clone())
                     .or_default()
-                    .push((*partition, Some(value.clone())));
+                    .push((*partition, Ok(Some(value.clone()))));
             }
             let mut topics: Vec<_> = by_topic.into_iter().collect();
             topics.sort_by(|a, b| a.0.cmp(&b.0));
@@ -180,10 +195,12 @@ fn fetch_group(state: &BrokerState, group: &str, wanted: Option<Vec<(String, Vec
     }
 }
 
-fn committed_fields(value: Option<CommittedOffset>) -> (i64, i32, Option<StrBytes>) {
+/// A partition's (offset, leader epoch, metadata, error code) in a response.
+fn committed_fields(value: Result<Option<CommittedOffset>, i16>) -> (i64, i32, Option<StrBytes>, i16) {
     match value {
-        Some(v) => (v.offset, v.leader_epoch, Some(StrBytes::from_string(v.metadata))),
-        None => (-1, -1, Some(StrBytes::from_static_str(""))),
+        Ok(Some(v)) => (v.offset, v.leader_epoch, Some(StrBytes::from_string(v.metadata)), NONE),
+        Ok(None) => (-1, -1, Some(StrBytes::from_static_str("")), NONE),
+        Err(code) => (-1, -1, Some(StrBytes::from_static_str("")), code),
     }
 }
 
@@ -195,18 +212,19 @@ pub fn fetch(state: &BrokerState, body: OffsetFetchRequest, version: i16) -> Off
                 .map(|t| (t.name.to_string(), t.partition_indexes))
                 .collect()
         });
-        let topics = fetch_group(state, &body.group_id, wanted)
+        let topics = fetch_group(state, &body.group_id, wanted, body.require_stable)
             .into_iter()
             .map(|(topic, partitions)| {
                 let partitions = partitions
                     .into_iter()
                     .map(|(index, value)| {
-                        let (offset, epoch, metadata) = committed_fields(value);
+                        let (offset, epoch, metadata, error_code) = committed_fields(value);
                         OffsetFetchResponsePartition::default()
                             .with_partition_index(index)
                             .with_committed_offset(offset)
                             .with_committed_leader_epoch(epoch)
                             .with_metadata(metadata)
+                            .with_error_code(error_code)
                     })
                     .collect();
                 OffsetFetchResponseTopic::default()
@@ -237,19 +255,20 @@ pub fn fetch(state: &BrokerState, body: OffsetFetchRequest, version: i16) -> Off
                     })
                     .collect()
             });
-            let topics = fetch_group(state, &group.group_id, wanted)
+            let topics = fetch_group(state, &group.group_id, wanted, body.require_stable)
                 .into_iter()
                 .map(|(topic, partitions)| {
                     let topic_id = state.partitions.topic(&topic).map(|t| t.image.id).unwrap_or_default();
                     let partitions = partitions
                         .into_iter()
                         .map(|(index, value)| {
-                            let (offset, epoch, metadata) = committed_fields(value);
+                            let (offset, epoch, metadata, error_code) = committed_fields(value);
                             OffsetFetchResponsePartitions::default()
                                 .with_partition_index(index)
                                 .with_committed_offset(offset)
                                 .with_committed_leader_epoch(epoch)
                                 .with_metadata(metadata)
+                                .with_error_code(error_code)
                         })
                         .collect();
                     OffsetFetchResponseTopics::default()

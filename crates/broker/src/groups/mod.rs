@@ -265,6 +265,18 @@ impl GroupCoordinator {
             .extend(offsets);
     }
 
+    /// Whether an ongoing or not yet completed transaction committed an
+    /// offset for `group`'s `topic`-`partition` (KIP-447's unstable offset).
+    pub fn has_pending_offset(&self, group: &str, topic: &str, partition: i32) -> bool {
+        let pending = self.pending_txn_offsets.lock().unwrap_or_else(|e| e.into_inner());
+        pending
+            .values()
+            .flatten()
+            .any(|(pending_group, (pending_topic, pending_partition), _)| {
+                pending_group == group && pending_topic == topic && *pending_partition == partition
+            })
+    }
+
     /// The transaction of `producer_id` ended: its offsets count, or are dropped.
     pub fn complete_transaction(&self, producer_id: i64, commit: bool) {
         let Some(offsets) = self
