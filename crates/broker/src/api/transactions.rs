@@ -45,9 +45,15 @@ pub async fn init_producer_id(state: &Arc<BrokerState>, request: InitProducerIdR
         })
         .await;
         return match result {
-            Ok((producer_id, epoch)) => InitProducerIdResponse::default()
-                .with_producer_id(ProducerId(producer_id))
-                .with_producer_epoch(epoch),
+            Ok(((producer_id, epoch), aborted)) => {
+                // The fenced producer's transactional offset commits are dropped with it.
+                if let Some(aborted) = aborted {
+                    state.groups.complete_transaction(aborted, false);
+                }
+                InitProducerIdResponse::default()
+                    .with_producer_id(ProducerId(producer_id))
+                    .with_producer_epoch(epoch)
+            }
             Err(code) => failed(code),
         };
     }

@@ -333,14 +333,15 @@ impl TransactionCoordinator {
 
     /// InitProducerId with a transactional id: a new producer id at epoch 0,
     /// or the same id at the next epoch, which fences the previous producer
-    /// (its ongoing transaction is aborted first).
+    /// (its ongoing transaction is aborted first). Returns the producer id
+    /// and epoch, and the producer id whose transaction was aborted, if any.
     pub fn init_producer_id(
         &self,
         partitions: &PartitionManager,
         producer_ids: &ProducerIdManager,
         id: &str,
         timeout_ms: i32,
-    ) -> Result<(i64, i16), i16> {
+    ) -> Result<((i64, i16), Option<i64>), i16> {
         if timeout_ms <= 0 || timeout_ms > self.max_timeout_ms {
             return Err(INVALID_TRANSACTION_TIMEOUT);
         }
@@ -367,18 +368,23 @@ impl TransactionCoordinator {
         if matches!(record.state, TxnState::PrepareCommit | TxnState::PrepareAbort) {
             return Err(CONCURRENT_TRANSACTIONS);
         }
-        // The epoch moves before any abort, so the abort markers fence the old producer's writes.
-        if record.producer_epoch >= i16::MAX - 1 {
-            record.producer_id = producer_ids.next_id(partitions).map_err(|e| e.code())?;
-            record.producer_epoch = -1;
-        }
-        record.producer_epoch += 1;
+        // The epoch moves before any abort, so the abort markers (written
+        // with the old producer id) fence the old producer's writes.
+        let exhausted = record.producer_epoch >= i16::MAX - 1;
+        record.producer_epoch = record.producer_epoch.saturating_add(1);
+        let mut aborted = None;
         if record.state == TxnState::Ongoing {
             tracing::info!(
                 transactional_id = id,
                 "aborting the ongoing transaction of a fenced producer"
             );
             self.end(partitions, id, &mut record, Outcome::Abort)?;
+            aborted = Some(record.producer_id);
+        }
+        // Past the last epoch, the transactional id moves to a new producer id.
+        if exhausted {
+            record.producer_id = producer_ids.next_id(partitions).map_err(|e| e.code())?;
+            record.producer_epoch = 0;
         }
         record.timeout_ms = timeout_ms;
         record.state = TxnState::Empty;
@@ -387,7 +393,7 @@ impl TransactionCoordinator {
         self.persist(partitions, id, &record, true)?;
         let answer = (record.producer_id, record.producer_epoch);
         *current = Some(record);
-        Ok(answer)
+        Ok((answer, aborted))
     }
 
     /// Checks a request's producer id and epoch against the transactional
@@ -582,7 +588,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (config, partitions) = partitions(dir.path());
         let coordinator = TransactionCoordinator::new(&config).unwrap();
-        let (producer_id, epoch) = coordinator
+        let ((producer_id, epoch), _) = coordinator
             .init_producer_id(&partitions, &ProducerIdManager::default(), "tx", 60_000)
             .unwrap();
         // The data is durable; the AddPartitionsToTxn that let it in is not in the log.
@@ -602,7 +608,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (config, partitions) = partitions(dir.path());
         let coordinator = TransactionCoordinator::new(&config).unwrap();
-        let (producer_id, epoch) = coordinator
+        let ((producer_id, epoch), _) = coordinator
             .init_producer_id(&partitions, &ProducerIdManager::default(), "tx", 60_000)
             .unwrap();
         coordinator
