@@ -9,7 +9,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::Instant;
 
-use common::{Broker, TIMEOUT};
+use common::{Broker, TIMEOUT, block_on};
 
 /// API key 18, ApiVersions.
 const API_VERSIONS: i16 = 18;
@@ -330,13 +330,4 @@ fn memory_stays_bounded_with_thousands_of_connections_and_consumers_that_never_r
     );
     drop(held);
     assert_still_serving(&broker);
-}
-
-/// Runs a future on a runtime of its own (the rest of this file is synchronous).
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("test runtime")
-        .block_on(future)
 }

@@ -10,14 +10,13 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, SystemTime};
 
-use common::{Broker, TIMEOUT, create_topic, payloads, poll_messages, stdout_of, unique_topic};
+use common::{Broker, TIMEOUT, block_on, create_topic, payloads, poll_messages, stdout_of, unique_topic};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -34,14 +33,6 @@ const RESILIENT: [(&str, &str); 3] = [
     ("message.timeout.ms", "60000"),
     ("socket.timeout.ms", "5000"),
 ];
-
-fn block_on<F: Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("test runtime")
-        .block_on(future)
-}
 
 /// A loopback port free right now, for a listener that must keep its
 /// address across restarts (clients reconnect to it).

@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::future::Future;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::Arc;
@@ -15,22 +14,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Broker, TIMEOUT, create_topic, payloads, stderr_of_failure, stdout_of, unique_topic};
+use common::{Broker, TIMEOUT, block_on, create_topic, payloads, stderr_of_failure, stdout_of, unique_topic};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
-
-/// Runs a future to completion on a runtime of its own: these tests are
-/// synchronous because librdkafka's transactional calls block.
-fn block_on<F: Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("test runtime")
-        .block_on(future)
-}
 
 /// Sends one record to `partition` and waits for its acknowledgement; returns its offset.
 fn send(producer: &FutureProducer, topic: &str, partition: i32, value: &str) -> i64 {

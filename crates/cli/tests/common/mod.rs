@@ -377,6 +377,16 @@ pub fn payloads(messages: &[OwnedMessage]) -> Vec<String> {
         .collect()
 }
 
+/// Runs a future to completion on a runtime of its own, for synchronous
+/// tests (librdkafka's transactional calls block) that await a few things.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("test runtime")
+        .block_on(future)
+}
+
 /// Bounds an async test body by [`TIMEOUT`] times `factor`.
 pub async fn bounded<F: std::future::Future>(factor: u32, body: F) -> F::Output {
     match tokio::time::timeout(TIMEOUT * factor, body).await {
