@@ -5,6 +5,9 @@
 //! without a key, and a crash at any step of a segment swap leaves a valid
 //! log.
 
+#[path = "common/files.rs"]
+mod files;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -15,6 +18,8 @@ use kafka_protocol::records::{
     Compression, NO_PARTITION_LEADER_EPOCH, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
     TimestampType as RecordTimestampType,
 };
+
+use files::{names_ending, wall_clock_ms};
 
 const NOW: i64 = 1_700_000_000_000;
 const DAY: i64 = 86_400_000;
@@ -603,21 +608,6 @@ fn readers_of_replaced_segments_keep_reading() {
     let mut last = Vec::new();
     slice.read_into(&mut last).unwrap();
     assert_eq!(before, last);
-}
-
-fn wall_clock_ms() -> i64 {
-    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-    since_epoch.unwrap().as_millis() as i64
-}
-
-fn names_ending(dir: &Path, suffix: &str) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir.join("t-0"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.ends_with(suffix))
-        .collect();
-    names.sort();
-    names
 }
 
 #[test]

@@ -3,10 +3,13 @@
 
 #[path = "common/encoder.rs"]
 mod encoder;
+#[path = "common/files.rs"]
+mod files;
 
 use std::path::Path;
 
 use encoder::batch;
+use files::{names_ending, wall_clock_ms};
 use gregor_log::{Log, LogConfig};
 
 const NOW: i64 = 1_700_000_000_000;
@@ -81,22 +84,6 @@ fn nothing_at_or_above_the_high_watermark_is_deleted() {
         Some(10),
         "only segments wholly below the high watermark"
     );
-}
-
-fn wall_clock_ms() -> i64 {
-    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-    since_epoch.unwrap().as_millis() as i64
-}
-
-/// The names in the partition directory ending with `suffix`.
-fn names_ending(dir: &Path, suffix: &str) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir.join("t-0"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.ends_with(suffix))
-        .collect();
-    names.sort();
-    names
 }
 
 #[test]

@@ -54,6 +54,24 @@ pub enum Outcome {
     Abort,
 }
 
+impl Outcome {
+    /// The state that makes this decision durable.
+    fn prepared(self) -> TxnState {
+        match self {
+            Outcome::Commit => TxnState::PrepareCommit,
+            Outcome::Abort => TxnState::PrepareAbort,
+        }
+    }
+
+    /// The state once every marker is written.
+    fn completed(self) -> TxnState {
+        match self {
+            Outcome::Commit => TxnState::CompleteCommit,
+            Outcome::Abort => TxnState::CompleteAbort,
+        }
+    }
+}
+
 impl TransactionCoordinator {
     pub fn new(config: &BrokerConfig) -> Result<TransactionCoordinator, ConfigError> {
         let number = |key: &str, default: i64| -> Result<i64, ConfigError> {
@@ -291,11 +309,7 @@ impl TransactionCoordinator {
         for (partition, end_offset) in written {
             partition.log.sync_to(end_offset).map_err(|e| e.code())?;
         }
-        record.state = if outcome == Outcome::Commit {
-            TxnState::CompleteCommit
-        } else {
-            TxnState::CompleteAbort
-        };
+        record.state = outcome.completed();
         record.partitions.clear();
         record.last_update_ms = now_ms();
         self.persist(partitions, id, record, false)
@@ -310,11 +324,7 @@ impl TransactionCoordinator {
         record: &mut TxnRecord,
         outcome: Outcome,
     ) -> Result<(), i16> {
-        record.state = if outcome == Outcome::Commit {
-            TxnState::PrepareCommit
-        } else {
-            TxnState::PrepareAbort
-        };
+        record.state = outcome.prepared();
         record.last_update_ms = now_ms();
         self.persist(partitions, id, record, true)
     }
