@@ -180,7 +180,8 @@ fn clean_dirtiest(state: &BrokerState, settings: &Settings, shared: &Shared, sto
             }
             for partition in &topic.partitions {
                 let key = (topic.image.id, partition.index);
-                if in_progress.contains(&key) || uncleanable.contains(&key) {
+                // Kafka's cleaner drops the logs of an offline directory.
+                if in_progress.contains(&key) || uncleanable.contains(&key) || partition.is_offline() {
                     continue;
                 }
                 match partition.log.cleanable(&options, now) {

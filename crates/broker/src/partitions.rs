@@ -24,12 +24,13 @@ pub struct Partition {
 }
 
 impl Partition {
-    /// Offline after its log failed a read, write or fsync (Kafka's offline
-    /// replica after a log directory failure): produce, fetch and
-    /// ListOffsets get KAFKA_STORAGE_ERROR and Metadata shows no leader
-    /// until the broker restarts. Only this partition: the others, in the
-    /// same log directory, go on (where Kafka takes the whole directory
-    /// offline). A full disk does not take it offline.
+    /// Offline after its log failed a read, write or fsync, or could not be
+    /// opened (Kafka's offline replica after a log directory failure):
+    /// produce, fetch and ListOffsets get KAFKA_STORAGE_ERROR, Metadata
+    /// shows no leader and DescribeLogDirs leaves it out until the broker
+    /// restarts. Only this partition: the others, in the same log
+    /// directory, go on (where Kafka takes the whole directory offline). A
+    /// full disk does not take it offline.
     pub fn is_offline(&self) -> bool {
         self.log.is_offline()
     }
@@ -428,7 +429,9 @@ impl PartitionManager {
     /// Flushes every log and writes its checkpoints and clean-shutdown marker.
     pub fn close(&self) {
         for topic in self.topics().values() {
-            for partition in &topic.partitions {
+            // An offline log writes nothing on close (the next open recovers
+            // it), and its failure was logged when it went offline.
+            for partition in topic.partitions.iter().filter(|p| !p.is_offline()) {
                 if let Err(error) = partition.log.close() {
                     tracing::error!(topic = %partition.topic, partition = partition.index, %error, "clean close failed");
                 }
@@ -450,6 +453,19 @@ fn check_operation_size(new_partitions: i32) -> Result<(), TopicError> {
 }
 
 /// Opens the logs of `image`'s partitions, reusing the ones already open.
+///
+/// A partition whose log cannot be opened (its directory unreadable, an
+/// I/O error, damage recovery cannot handle) is kept, offline: it answers
+/// KAFKA_STORAGE_ERROR, Metadata shows it without a leader, and the other
+/// partitions are served. Kafka does the same at the scale of a log
+/// directory: `LogManager` starts with the failed directory offline. For
+/// a topic being created or grown the metadata already names the
+/// partition, so it is kept offline too rather than left out.
+///
+/// The internal topics are the exception: the group and transaction
+/// coordinators load their whole state from them at startup, and starting
+/// without a partition of one would forget its groups' committed offsets
+/// or its transactions; the broker refuses to start instead.
 fn open_topic(
     log_dir: &Path,
     broker: &BrokerConfig,
@@ -459,8 +475,13 @@ fn open_topic(
     let config = topic_config::log_config(&image.configs, broker);
     for index in open.len() as i32..image.partitions {
         let dir = log_dir.join(format!("{}-{}", image.name, index));
-        let log = Log::open(&dir, config.clone())
-            .map_err(|e| TopicError::Storage(format!("cannot open {}: {e}", dir.display())))?;
+        let log = match Log::open(&dir, config.clone()) {
+            Ok(log) => log,
+            Err(error) if is_internal_topic(&image.name) => {
+                return Err(TopicError::Storage(format!("cannot open {}: {error}", dir.display())));
+            }
+            Err(error) => Log::offline(&dir, config.clone(), &error),
+        };
         log.set_high_watermark(log.log_end_offset());
         open.push(Arc::new(Partition {
             topic: image.name.clone(),
@@ -473,6 +494,11 @@ fn open_topic(
         image,
         partitions: open,
     })
+}
+
+/// Kafka's internal topics (`Topic.isInternal`).
+fn is_internal_topic(name: &str) -> bool {
+    name == crate::groups::offsets_topic::OFFSETS_TOPIC || name == crate::transactions::txn_log::TRANSACTION_TOPIC
 }
 
 /// Kafka's suffix for the directory of a deleted partition.
@@ -580,5 +606,42 @@ mod tests {
         assert_eq!(grown.err().map(|e| e.code()), Some(44));
         partitions.create_partitions("grows", 10_002, true).unwrap();
         assert_eq!(partitions.topic("grows").unwrap().partitions.len(), 2);
+    }
+
+    /// A partition directory that cannot be opened: a file in its place.
+    fn break_partition(log_dir: &Path, name: &str) {
+        let dir = log_dir.join(name);
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::write(&dir, b"not a directory").unwrap();
+    }
+
+    #[test]
+    fn a_partition_that_cannot_be_opened_is_offline_unless_it_is_internal() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = [("log.dirs".to_string(), dir.path().display().to_string())];
+        let config = || BrokerConfig::load(None, &settings).unwrap();
+        let partitions = PartitionManager::open(config()).unwrap();
+        partitions.create_topic("t", 2, BTreeMap::new(), false).unwrap();
+        partitions
+            .create_topic(crate::groups::offsets_topic::OFFSETS_TOPIC, 1, BTreeMap::new(), false)
+            .unwrap();
+        partitions.close();
+        drop(partitions);
+
+        break_partition(dir.path(), "t-1");
+        let partitions = PartitionManager::open(config()).unwrap();
+        assert!(!partitions.partition("t", 0).unwrap().is_offline());
+        assert!(partitions.partition("t", 1).unwrap().is_offline());
+        // A new topic whose directory cannot be created: the metadata names
+        // its partition, so it is there, offline.
+        std::fs::write(dir.path().join("fresh-0"), b"not a directory").unwrap();
+        partitions.create_topic("fresh", 1, BTreeMap::new(), false).unwrap();
+        assert!(partitions.partition("fresh", 0).unwrap().is_offline());
+        partitions.close();
+        drop(partitions);
+
+        break_partition(dir.path(), "__consumer_offsets-0");
+        let refused = PartitionManager::open(config()).err().map(|e| e.code());
+        assert_eq!(refused, Some(56));
     }
 }

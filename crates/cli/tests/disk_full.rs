@@ -11,8 +11,13 @@
 //! offline alone (KAFKA_STORAGE_ERROR, no leader in Metadata) with a log
 //! line naming it; the other partitions go on.
 //!
-//! Produce, Fetch, ListOffsets, Metadata and OffsetCommit are spoken on the
-//! wire with `kafka-protocol`, to see each partition's error code exactly;
+//! A partition that cannot be opened at startup: a segment's index file or
+//! the partition's whole directory is replaced while the broker is down.
+//! The broker starts anyway, with that partition offline (the same answers
+//! as above, and left out of DescribeLogDirs), and serves the others.
+//!
+//! Produce, Fetch, ListOffsets, Metadata, DescribeLogDirs and OffsetCommit
+//! are spoken on the wire with `kafka-protocol`, to see each partition's error code exactly;
 //! librdkafka reads the records back, and sees the refusal and the recovery
 //! as a real producer.
 
@@ -194,6 +199,14 @@ impl Wire {
         let topic = &response.topics[0];
         assert_eq!(topic.error_code, NONE);
         (topic.partitions[0].clone(), response.brokers[0].node_id)
+    }
+
+    /// DescribeLogDirs of every partition: the broker's one log directory.
+    fn log_dirs(&mut self) -> describe_log_dirs_response::DescribeLogDirsResult {
+        let response = self.call(&DescribeLogDirsRequest::default().with_topics(None), 4);
+        assert_eq!(response.error_code, NONE);
+        assert_eq!(response.results.len(), 1, "one log directory");
+        response.results[0].clone()
     }
 
     /// A commit outside any generation (as an assign()-mode consumer's):
@@ -466,6 +479,114 @@ async fn a_partition_whose_storage_fails_goes_offline_alone() {
         assert_eq!(
             payloads(&consume(&broker, &healthy, 0, Offset::Beginning, 20)),
             values(0, 20)
+        );
+    })
+    .await;
+}
+
+/// Kafka starts with a log directory that fails to load offline and serves
+/// the others; Gregor keeps just the partition that fails offline. Root
+/// ignores permissions, so the partitions are made unopenable the way a
+/// broken disk would: one segment's index file becomes a directory (the
+/// open fails with EISDIR), another partition's directory becomes a file.
+#[tokio::test]
+async fn a_partition_that_cannot_be_opened_at_startup_goes_offline_alone() {
+    let data = tempfile::tempdir().expect("log directory");
+    let broken_index = unique_topic("broken-index");
+    let broken_directory = unique_topic("broken-directory");
+    let healthy = unique_topic("healthy");
+    let mut broker = Broker::start_in(data.path(), &[]);
+    bounded(2, async {
+        for topic in [&broken_index, &broken_directory, &healthy] {
+            create_topic(&broker, topic, 1, &[]).await;
+        }
+        let mut wire = Wire::connect(&broker);
+        for topic in [&broken_index, &broken_directory, &healthy] {
+            assert_eq!(wire.produce(topic, &values(0, 10)), (NONE, 0));
+        }
+    })
+    .await;
+    assert!(broker.terminate().success(), "clean shutdown:\n{}", broker.stderr());
+    drop(broker);
+
+    let index = data
+        .path()
+        .join(format!("{broken_index}-0"))
+        .join("00000000000000000000.index");
+    std::fs::remove_file(&index).expect("remove the index");
+    std::fs::create_dir(&index).expect("put a directory in its place");
+    let directory = data.path().join(format!("{broken_directory}-0"));
+    std::fs::remove_dir_all(&directory).expect("remove the partition directory");
+    std::fs::write(&directory, b"not a directory").expect("put a file in its place");
+
+    // `start_in` waits for the listener: the broker starts.
+    let mut broker = Broker::start_in(data.path(), &[]);
+    bounded(3, async {
+        let mut wire = Wire::connect(&broker);
+        for (topic, cause) in [(&broken_index, "Is a directory"), (&broken_directory, "File exists")] {
+            assert_eq!(wire.produce(topic, &values(0, 1)).0, KAFKA_STORAGE_ERROR, "{topic}");
+            assert_eq!(wire.fetch(topic, 0).0, KAFKA_STORAGE_ERROR, "{topic}");
+            assert_eq!(wire.latest_offset(topic).0, KAFKA_STORAGE_ERROR, "{topic}");
+            let (partition, node) = wire.partition_metadata(topic);
+            assert_eq!(partition.error_code, LEADER_NOT_AVAILABLE, "{topic}");
+            assert_eq!(partition.leader_id, BrokerId(-1), "{topic}");
+            assert_eq!(partition.offline_replicas, vec![node], "{topic}");
+            let partition_name = format!("{topic}-0");
+            let logged = broker.stderr();
+            assert!(
+                logged.lines().any(|line| line.contains("ERROR")
+                    && line.contains("partition offline")
+                    && line.contains(&partition_name)
+                    && line.contains(cause)),
+                "no error line names {partition_name} and '{cause}':\n{logged}"
+            );
+        }
+
+        // DescribeLogDirs lists what the directory serves: the healthy
+        // partition, not the offline ones.
+        let log_dir = wire.log_dirs();
+        assert_eq!(log_dir.error_code, NONE);
+        let listed: Vec<(String, Vec<i32>)> = log_dir
+            .topics
+            .iter()
+            .map(|t| {
+                (
+                    t.name.to_string(),
+                    t.partitions.iter().map(|p| p.partition_index).collect(),
+                )
+            })
+            .collect();
+        assert!(listed.contains(&(healthy.clone(), vec![0])), "{listed:?}");
+        for topic in [&broken_index, &broken_directory] {
+            assert!(
+                listed.iter().all(|(name, _)| name != topic),
+                "{topic} listed: {listed:?}"
+            );
+        }
+
+        // The healthy partition is served, reads and writes.
+        assert_eq!(wire.produce(&healthy, &values(10, 10)), (NONE, 10));
+        let (partition, node) = wire.partition_metadata(&healthy);
+        assert_eq!((partition.error_code, partition.leader_id), (NONE, node));
+        assert_eq!(
+            payloads(&consume(&broker, &healthy, 0, Offset::Beginning, 20)),
+            values(0, 20)
+        );
+    })
+    .await;
+    assert!(broker.terminate().success(), "clean shutdown:\n{}", broker.stderr());
+    drop(broker);
+
+    // The offline partition's files were left as they were: repaired, it
+    // opens with its records.
+    std::fs::remove_dir(&index).expect("remove the directory in the index's place");
+    let broker = Broker::start_in(data.path(), &[]);
+    bounded(1, async {
+        let mut wire = Wire::connect(&broker);
+        assert_eq!(wire.latest_offset(&broken_index), (NONE, 10));
+        assert_eq!(
+            payloads(&consume(&broker, &broken_index, 0, Offset::Beginning, 10)),
+            values(0, 10)
         );
     })
     .await;

@@ -143,6 +143,10 @@ impl Log {
             if self.closed.swap(true, Ordering::AcqRel) {
                 return Ok(());
             }
+            // Nothing is known of an offline log's files: no checkpoint and
+            // no clean-shutdown marker may vouch for them, so the next open
+            // recovers what is there.
+            self.check_online()?;
             // Kafka's LogSegment.close: the time index ends with the
             // segment's max timestamp, which reopening reads back.
             self.active_segment().on_become_inactive();

@@ -213,7 +213,10 @@ pub struct Log {
     /// before segments go.
     admin: Mutex<()>,
     /// The segments in offset order, the last one active. Readers clone the
-    /// `Arc`; the writer swaps in a new list on roll and deletion.
+    /// `Arc`; the writer swaps in a new list on roll and deletion. Empty
+    /// only in a log that could not be opened (`Log::offline`): it is
+    /// offline for good, and every path that needs the active segment
+    /// checks that first.
     segments: Mutex<Arc<Vec<Arc<Segment>>>>,
     log_start_offset: AtomicI64,
     log_end_offset: AtomicI64,
@@ -239,6 +242,18 @@ pub struct Log {
     transactions: transactions::Transactions,
     /// The cleaner checkpoint and the one-cleaning-at-a-time guard.
     cleaner: cleaner::CleanerState,
+}
+
+/// What [`Log::assemble`] builds a log from: its directory's contents, or
+/// nothing for a log that could not be opened (see `failure`).
+struct Parts {
+    writer: Writer,
+    segments: Vec<Arc<Segment>>,
+    log_start_offset: i64,
+    log_end_offset: i64,
+    recovery_point: i64,
+    snapshots: BTreeSet<i64>,
+    transactions: transactions::Transactions,
 }
 
 /// State only the append path touches, under the append lock.
@@ -295,36 +310,49 @@ impl Log {
             )?;
         }
         let transactions = transactions::Transactions::new(&producers, indexes);
-        Ok(Log {
-            dir,
-            storage,
-            config: Mutex::new(config),
-            writer: Mutex::new(Writer {
+        let parts = Parts {
+            writer: Writer {
                 epochs: loaded.epochs,
                 active: loaded.active_state,
                 batches: Vec::new(),
                 producers,
-            }),
+            },
+            segments: loaded.segments,
+            log_start_offset: loaded.log_start_offset,
+            log_end_offset,
+            recovery_point: loaded.recovery_point,
+            snapshots,
+            transactions,
+        };
+        Ok(Log::assemble(dir, storage, config, parts))
+    }
+
+    fn assemble(dir: PathBuf, storage: Arc<dyn Storage>, config: LogConfig, parts: Parts) -> Log {
+        Log {
+            dir,
+            storage,
+            config: Mutex::new(config),
+            writer: Mutex::new(parts.writer),
             admin: Mutex::new(()),
-            segments: Mutex::new(Arc::new(loaded.segments)),
-            log_start_offset: AtomicI64::new(loaded.log_start_offset),
-            log_end_offset: AtomicI64::new(log_end_offset),
+            segments: Mutex::new(Arc::new(parts.segments)),
+            log_start_offset: AtomicI64::new(parts.log_start_offset),
+            log_end_offset: AtomicI64::new(parts.log_end_offset),
             // Everything on disk after open is durable; a single-node broker
             // exposes all of it, a replicated one lowers it with
             // set_high_watermark until the ISR catches up.
-            high_watermark: AtomicI64::new(log_end_offset),
-            group_commit: GroupCommit::new(log_end_offset),
-            flush_state: Mutex::new(loaded.recovery_point),
+            high_watermark: AtomicI64::new(parts.log_end_offset),
+            group_commit: GroupCommit::new(parts.log_end_offset),
+            flush_state: Mutex::new(parts.recovery_point),
             epochs_dirty: AtomicBool::new(false),
-            snapshots: Mutex::new(snapshots),
+            snapshots: Mutex::new(parts.snapshots),
             pending_deletions: Mutex::default(),
             dir_dirty: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             failed: AtomicBool::new(false),
             out_of_space: AtomicBool::new(false),
-            transactions,
+            transactions: parts.transactions,
             cleaner: cleaner::CleanerState::default(),
-        })
+        }
     }
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -364,9 +392,10 @@ impl Log {
             other => other,
         })
     }
-    /// A read, write or fsync failed: the log answers KAFKA_STORAGE_ERROR
-    /// to reads and writes until it is opened again (Kafka's offline
-    /// replica). A full disk does not take it offline.
+    /// A read, write or fsync failed, or the log could not be opened at
+    /// all ([`Log::offline`]): the log answers KAFKA_STORAGE_ERROR to reads
+    /// and writes until it is opened again (Kafka's offline replica). A
+    /// full disk does not take it offline.
     pub fn is_offline(&self) -> bool {
         self.failed.load(Ordering::Acquire)
     }
@@ -404,6 +433,7 @@ impl Log {
     }
     /// The offset and value of the largest timestamp in the log (ListOffsets -3).
     pub fn max_timestamp(&self) -> Result<Option<TimestampOffset>> {
+        self.check_online()?;
         Ok(self.largest_timestamp())
     }
     /// Moves the log start offset forward to `offset` (DeleteRecords, retention)

@@ -113,6 +113,18 @@ impl Transactions {
         }
     }
 
+    /// No transactions: the state of a log that could not be opened.
+    pub fn none() -> Transactions {
+        let state = TxnState {
+            first_ongoing: i64::MAX,
+            ..TxnState::default()
+        };
+        Transactions {
+            first_unstable_offset: AtomicI64::new(state.first_unstable_offset()),
+            state: Mutex::new(state),
+        }
+    }
+
     fn publish(&self, state: &TxnState) {
         self.first_unstable_offset
             .store(state.first_unstable_offset(), Ordering::Release);

@@ -1,4 +1,11 @@
 //! DescribeLogDirs: each partition's size in the (single) log directory.
+//!
+//! Offline partitions are left out. Kafka lists only the logs its
+//! `LogManager` holds, and a log that failed leaves it with its whole
+//! directory, which is then reported with KAFKA_STORAGE_ERROR and no
+//! topics. Gregor takes single partitions offline and keeps serving the
+//! directory, so the directory answers NONE and lists what it serves, and
+//! an offline partition is absent as it would be from Kafka's answer.
 
 use kafka_protocol::messages::describe_log_dirs_response::{
     DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
@@ -25,9 +32,14 @@ pub fn handle(state: &BrokerState, request: DescribeLogDirsRequest) -> DescribeL
         .into_iter()
         .filter_map(|(name, indexes)| {
             let topic = all.get(&name)?;
+            // A topic with no partition left online has no log here.
+            if topic.partitions.iter().all(|p| p.is_offline()) {
+                return None;
+            }
             let partitions: Vec<_> = indexes
                 .into_iter()
                 .filter_map(|index| topic.partitions.get(usize::try_from(index).ok()?))
+                .filter(|p| !p.is_offline())
                 .map(|p| {
                     DescribeLogDirsPartition::default()
                         .with_partition_index(p.index)

@@ -192,6 +192,7 @@ impl Log {
     /// Kafka's `cleanableOffsets` and `calculateCleanableBytes`: what a
     /// cleaning now would cover, and how dirty the log is.
     pub fn cleanable(&self, options: &CleanOptions, now_ms: i64) -> Result<CleanableInfo> {
+        self.check_online()?;
         let segments = self.segments();
         let first_dirty = self.first_dirty_offset();
         let active = segments.last().expect("the log always has an active segment");
