@@ -72,13 +72,11 @@ pub fn append_unsynced(
 ) -> Result<(Arc<Partition>, AppendInfo), i16> {
     let topic = ensure(partitions, name, count).map_err(|e| e.code())?;
     let partition = &topic.partitions[partition_for(key, topic.partitions.len() as i32) as usize];
-    let mut batch = record_batch::encode(records, now_ms(), producer);
-    let info = partitions
-        .append_internal(partition, &mut batch, now_ms())
-        .map_err(|e| {
-            tracing::error!(key, error = %e, "cannot write to {name}");
-            e.code()
-        })?;
+    let batch = record_batch::encode(records, now_ms(), producer);
+    let info = partitions.append_internal(partition, &batch, now_ms()).map_err(|e| {
+        tracing::error!(key, error = %e, "cannot write to {name}");
+        e.code()
+    })?;
     Ok((Arc::clone(partition), info))
 }
 
@@ -180,16 +178,12 @@ mod tests {
         // A transactional commit, its marker, then a plain commit of the
         // same key: the cleaning keeps the producer's last batch, empty,
         // alone in its segment.
-        log.append_internal(
-            &mut record_batch::encode(&[record("k", "v1")], now, Some((7, 0))),
-            0,
-            now,
-        )
-        .unwrap();
+        log.append_internal(&record_batch::encode(&[record("k", "v1")], now, Some((7, 0))), 0, now)
+            .unwrap();
         log.set_high_watermark(log.log_end_offset());
         log.append_marker(7, 0, true, 0, 0, now).unwrap();
         for (key, value) in [("k", "v2"), ("z", "last")] {
-            log.append_internal(&mut record_batch::encode(&[record(key, value)], now, None), 0, now)
+            log.append_internal(&record_batch::encode(&[record(key, value)], now, None), 0, now)
                 .unwrap();
         }
         log.set_high_watermark(log.log_end_offset());

@@ -376,19 +376,14 @@ impl PartitionManager {
 
     /// Appends to a partition and advances its high watermark (a single node
     /// is the whole ISR), then wakes waiting fetches.
-    pub fn append(&self, partition: &Partition, batches: &mut [u8], now_ms: i64) -> Result<AppendInfo, LogError> {
+    pub fn append(&self, partition: &Partition, batches: &[u8], now_ms: i64) -> Result<AppendInfo, LogError> {
         let info = partition.log.append(batches, partition.leader_epoch, now_ms)?;
         self.appended(partition, &info);
         Ok(info)
     }
 
     /// Appends a coordinator's own batch (no sequence checks), like `append`.
-    pub fn append_internal(
-        &self,
-        partition: &Partition,
-        batches: &mut [u8],
-        now_ms: i64,
-    ) -> Result<AppendInfo, LogError> {
+    pub fn append_internal(&self, partition: &Partition, batches: &[u8], now_ms: i64) -> Result<AppendInfo, LogError> {
         let info = partition.log.append_internal(batches, partition.leader_epoch, now_ms)?;
         self.appended(partition, &info);
         Ok(info)

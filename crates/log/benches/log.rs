@@ -81,12 +81,12 @@ fn append(c: &mut Criterion) {
         let dir = bench_dir();
         let log = bench_log(dir.path());
         group.bench_function(BenchmarkId::new("log", name), |b| {
-            let mut batch = template.clone();
+            let batch = template.clone();
             b.iter_custom(|iters| {
                 trim(&log);
                 let start = Instant::now();
                 for _ in 0..iters {
-                    log.append(&mut batch, 0, NOW).unwrap();
+                    log.append(&batch, 0, NOW).unwrap();
                 }
                 start.elapsed()
             })
@@ -112,12 +112,12 @@ fn append(c: &mut Criterion) {
         let dir = bench_dir();
         let log = bench_log(dir.path());
         group.bench_function(BenchmarkId::new("log", name), |b| {
-            let mut batch = template.clone();
+            let batch = template.clone();
             b.iter_custom(|iters| {
                 trim(&log);
                 let start = Instant::now();
                 for _ in 0..iters {
-                    let info = log.append(&mut batch, 0, NOW).unwrap();
+                    let info = log.append(&batch, 0, NOW).unwrap();
                     log.sync_to(info.last_offset + 1).unwrap();
                 }
                 start.elapsed()
@@ -156,10 +156,10 @@ fn group_commit(c: &mut Criterion) {
                 let start = Instant::now();
                 let threads: Vec<_> = (0..appenders)
                     .map(|_| {
-                        let (log, mut batch) = (log.clone(), template.clone());
+                        let (log, batch) = (log.clone(), template.clone());
                         std::thread::spawn(move || {
                             for _ in 0..per_thread {
-                                let info = log.append(&mut batch, 0, NOW).unwrap();
+                                let info = log.append(&batch, 0, NOW).unwrap();
                                 log.sync_to(info.last_offset + 1).unwrap();
                             }
                         })
@@ -182,9 +182,9 @@ fn group_commit(c: &mut Criterion) {
 fn filled_log(dir: &Path, mb: u64, config: LogConfig) -> (PathBuf, Log) {
     let path = dir.join("filled-0");
     let log = Log::open(&path, config).unwrap();
-    let mut batch = encoder::batch_of_size(16 * 1024, 16, NOW);
+    let batch = encoder::batch_of_size(16 * 1024, 16, NOW);
     while log.size_bytes() < mb << 20 {
-        log.append(&mut batch, 0, NOW).unwrap();
+        log.append(&batch, 0, NOW).unwrap();
     }
     log.flush().unwrap();
     (path, log)

@@ -12,7 +12,7 @@ use crate::{AppendInfo, Log, LogConfig, LogError, Result, TimestampType, lock, p
 impl Log {
     pub(crate) fn append_batches(
         &self,
-        batches: &mut [u8],
+        batches: &[u8],
         leader_epoch: i32,
         now_ms: i64,
         origin: AppendOrigin,
@@ -55,7 +55,7 @@ impl Log {
                 .map_err(|e| self.fail_unless_out_of_space(e))?;
             writer.active = IndexingState::new(now_ms);
         }
-        validate::assign_offsets(batches, &writer.batches, first_offset, leader_epoch);
+        let headers = validate::assign_offsets(batches, &writer.batches, first_offset, leader_epoch);
 
         if leader_epoch >= 0 && writer.epochs.latest_epoch().is_none_or(|latest| leader_epoch > latest) {
             // The checkpoint names the new epoch before any batch carries it,
@@ -73,7 +73,7 @@ impl Log {
         let writer = &mut *writer;
         active
             .append(
-                batches,
+                &validate::stored_parts(batches, &writer.batches, &headers),
                 &writer.batches,
                 first_offset,
                 &mut writer.active,

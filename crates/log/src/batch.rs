@@ -153,24 +153,29 @@ pub(crate) fn compute_crc(batch: &[u8]) -> u32 {
     crc32c::crc32c(&batch[ATTRIBUTES..])
 }
 
-pub(crate) fn set_base_offset(batch: &mut [u8], base_offset: i64) {
-    batch[BASE_OFFSET..BASE_OFFSET + 8].copy_from_slice(&base_offset.to_be_bytes());
+/// The fields an append rewrites all live in the batch header, so they are
+/// patched in a copy of the header (`header`, [`HEADER_SIZE`] bytes) and the
+/// records after it (`records`) are written to disk straight from the
+/// request, never copied.
+pub(crate) fn set_base_offset(header: &mut [u8], base_offset: i64) {
+    header[BASE_OFFSET..BASE_OFFSET + 8].copy_from_slice(&base_offset.to_be_bytes());
 }
 
-pub(crate) fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
-    batch[PARTITION_LEADER_EPOCH..PARTITION_LEADER_EPOCH + 4].copy_from_slice(&epoch.to_be_bytes());
+pub(crate) fn set_partition_leader_epoch(header: &mut [u8], epoch: i32) {
+    header[PARTITION_LEADER_EPOCH..PARTITION_LEADER_EPOCH + 4].copy_from_slice(&epoch.to_be_bytes());
 }
 
-/// Sets the CRC-covered timestamp fields and recomputes the CRC, only when
-/// one of them changes (Kafka's `setMaxTimestamp`).
-pub(crate) fn set_max_timestamp(batch: &mut [u8], attributes: i16, max_timestamp: i64) {
-    if i16_at(batch, ATTRIBUTES) == attributes && i64_at(batch, MAX_TIMESTAMP) == max_timestamp {
+/// Sets the CRC-covered timestamp fields of `header` and recomputes the CRC
+/// over it and the batch's `records`, only when one of them changes (Kafka's
+/// `setMaxTimestamp`).
+pub(crate) fn set_max_timestamp(header: &mut [u8], records: &[u8], attributes: i16, max_timestamp: i64) {
+    if i16_at(header, ATTRIBUTES) == attributes && i64_at(header, MAX_TIMESTAMP) == max_timestamp {
         return;
     }
-    batch[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
-    batch[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&max_timestamp.to_be_bytes());
-    let crc = compute_crc(batch);
-    batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    header[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    header[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&max_timestamp.to_be_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&header[ATTRIBUTES..HEADER_SIZE]), records);
+    header[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// Reads a zigzag varint (Kafka's `ByteUtils.readVarint`) at `*pos`.
@@ -242,9 +247,9 @@ mod tests {
         let mut b = header_bytes();
         let crc = compute_crc(&b);
         b[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
-        set_max_timestamp(&mut b, 0, 0);
+        set_max_timestamp(&mut b, &[], 0, 0);
         assert_eq!(BatchHeader::parse(&b).crc, crc, "unchanged fields keep the CRC");
-        set_max_timestamp(&mut b, TIMESTAMP_TYPE_MASK, 1234);
+        set_max_timestamp(&mut b, &[], TIMESTAMP_TYPE_MASK, 1234);
         let h = BatchHeader::parse(&b);
         assert_eq!(h.max_timestamp, 1234);
         assert_eq!(h.crc, compute_crc(&b));

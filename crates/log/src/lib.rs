@@ -366,13 +366,15 @@ impl Log {
     }
     /// Validates every batch in `batches` (one or more v2 record batches, as
     /// received), assigns offsets, stamps `leader_epoch` into each batch's
-    /// partition leader epoch field, and appends. All or nothing.
+    /// partition leader epoch field, and appends. All or nothing. `batches`
+    /// itself is left as it is: the rewritten headers are written in its
+    /// batches' place.
     ///
     /// Batches with a producer id are checked against that producer's state
     /// (OutOfOrderSequence, InvalidProducerEpoch); an append of one batch
     /// that retries one of the producer's last 5 is not written again and
     /// returns the original offsets with `duplicate` set.
-    pub fn append(&self, batches: &mut [u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo> {
+    pub fn append(&self, batches: &[u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo> {
         self.append_batches(batches, leader_epoch, now_ms, AppendOrigin::Client)
     }
     /// Whole batches starting with the one holding `start_offset`, up to

@@ -140,16 +140,16 @@ impl Segment {
     }
 
     /// Appends validated batches whose offsets start at `first_offset` (all
-    /// in one write) and indexes them.
+    /// in one write of `parts`, their stored bytes in order) and indexes them.
     pub fn append(
         &self,
-        bytes: &[u8],
+        parts: &[&[u8]],
         batches: &[ValidatedBatch],
         first_offset: i64,
         state: &mut IndexingState,
         index_interval_bytes: u64,
     ) -> io::Result<()> {
-        let position = self.log.append(bytes)?;
+        let position = self.log.append_parts(parts)?;
         debug_assert_eq!(position, self.size());
         let mut max = self.max_timestamp.lock().unwrap_or_else(|e| e.into_inner()).to_owned();
         let mut offset = first_offset;
@@ -168,7 +168,8 @@ impl Segment {
             );
             offset = last_offset + 1;
         }
-        self.publish(position + bytes.len() as u64, offset, max);
+        let size: u64 = parts.iter().map(|part| part.len() as u64).sum();
+        self.publish(position + size, offset, max);
         Ok(())
     }
 

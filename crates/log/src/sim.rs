@@ -80,15 +80,17 @@ impl StorageFile for SimFile {
         Ok(n)
     }
 
-    fn append(&self, data: &[u8]) -> io::Result<u64> {
+    fn append_parts(&self, parts: &[&[u8]]) -> io::Result<u64> {
         if self.faults.fail_writes.load(Ordering::Relaxed) {
             return Err(injected("write"));
         }
-        self.faults.take_space(data.len())?;
+        self.faults.take_space(parts.iter().map(|part| part.len()).sum())?;
         let mut state = self.state();
         let position = state.data.len();
         state.dirty_from = state.dirty_from.min(position);
-        state.data.extend_from_slice(data);
+        for part in parts {
+            state.data.extend_from_slice(part);
+        }
         Ok(position as u64)
     }
 

@@ -7,7 +7,7 @@
 //! with the writer), and truncates only during recovery.
 
 use std::fs::{File, OpenOptions};
-use std::io;
+use std::io::{self, IoSlice, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -17,11 +17,12 @@ use std::sync::{Arc, Mutex};
 pub trait StorageFile: Send + Sync {
     /// Reads up to `buf.len()` bytes at `position`; fewer only at end of file.
     fn read_at(&self, buf: &mut [u8], position: u64) -> io::Result<usize>;
-    /// Writes `data` at the end of the file; returns the position it starts at.
-    /// On failure nothing is appended: a partial write is cut off again, so
-    /// the next append starts where this one did. A failure to cut it off is
-    /// reported as an error of kind `Other`, never as a full disk.
-    fn append(&self, data: &[u8]) -> io::Result<u64>;
+    /// Writes `parts`, one after the other, at the end of the file in one
+    /// write; returns the position the first starts at. On failure nothing
+    /// is appended: a partial write is cut off again, so the next append
+    /// starts where this one did. A failure to cut it off is reported as an
+    /// error of kind `Other`, never as a full disk.
+    fn append_parts(&self, parts: &[&[u8]]) -> io::Result<u64>;
     /// Makes every byte written so far durable (fdatasync). A failure is
     /// never of a full disk's kind (see `fsync_failed`).
     fn sync(&self) -> io::Result<()>;
@@ -32,6 +33,11 @@ pub trait StorageFile: Send + Sync {
 
     fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// [`append_parts`](StorageFile::append_parts) of one buffer.
+    fn append(&self, data: &[u8]) -> io::Result<u64> {
+        self.append_parts(&[data])
     }
 
     /// Fills `buf` from `position`, failing with UnexpectedEof past the end.
@@ -85,10 +91,10 @@ impl StorageFile for DiskFile {
         self.file.read_at(buf, position)
     }
 
-    fn append(&self, data: &[u8]) -> io::Result<u64> {
+    fn append_parts(&self, parts: &[&[u8]]) -> io::Result<u64> {
         let mut len = self.len.lock().unwrap_or_else(|e| e.into_inner());
         let position = *len;
-        if let Err(error) = self.file.write_all_at(data, position) {
+        if let Err(error) = write_all_vectored_at(&self.file, parts, position) {
             // Leave no partial batch behind for the next append to follow.
             // Shrinking needs no space, so this works on a full disk; if it
             // fails anyway, the file's end is unknown and the error must not
@@ -100,7 +106,7 @@ impl StorageFile for DiskFile {
             }
             return Err(error);
         }
-        *len = position + data.len() as u64;
+        *len = position + parts.iter().map(|part| part.len() as u64).sum::<u64>();
         Ok(position)
     }
 
@@ -118,6 +124,25 @@ impl StorageFile for DiskFile {
     fn len(&self) -> u64 {
         *self.len.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Writes `parts` contiguously from `position` with as few `writev` calls
+/// as the kernel allows. The file's cursor is only used here, under the
+/// append lock; readers use positional reads.
+fn write_all_vectored_at(mut file: &File, parts: &[&[u8]], position: u64) -> io::Result<()> {
+    file.seek(SeekFrom::Start(position))?;
+    let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|part| IoSlice::new(part)).collect();
+    let mut remaining = &mut slices[..];
+    IoSlice::advance_slices(&mut remaining, 0);
+    while !remaining.is_empty() {
+        match file.write_vectored(remaining) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(written) => IoSlice::advance_slices(&mut remaining, written),
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
 }
 
 impl Storage for DiskStorage {

@@ -193,8 +193,8 @@ impl Log {
             commit,
             coordinator_epoch,
         };
-        let mut bytes = encode_end_txn_marker(producer_id, producer_epoch, marker, now_ms);
-        self.append_batches(&mut bytes, leader_epoch, now_ms, AppendOrigin::Coordinator)
+        let bytes = encode_end_txn_marker(producer_id, producer_epoch, marker, now_ms);
+        self.append_batches(&bytes, leader_epoch, now_ms, AppendOrigin::Coordinator)
     }
 
     /// [`Log::append`] for the broker's own coordinator writes (Kafka's
@@ -203,7 +203,7 @@ impl Log {
     /// check still applies), and a transactional one opens the producer's
     /// transaction, e.g. a transactional offset commit in
     /// `__consumer_offsets`, which a marker ends later.
-    pub fn append_internal(&self, batches: &mut [u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo> {
+    pub fn append_internal(&self, batches: &[u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo> {
         self.append_batches(batches, leader_epoch, now_ms, AppendOrigin::Coordinator)
     }
 

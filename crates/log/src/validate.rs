@@ -254,16 +254,32 @@ fn walk_records(
 /// stamps the partition leader epoch (neither is covered by the CRC), and
 /// stores the timestamp fields, recomputing the CRC only if they changed.
 /// Returns the next offset after the last batch.
-pub(crate) fn assign_offsets(buf: &mut [u8], batches: &[ValidatedBatch], first_offset: i64, leader_epoch: i32) -> i64 {
+/// Returns the batches' rewritten headers, one after the other: the records
+/// after each header are left in `buf` and stored from there.
+pub(crate) fn assign_offsets(buf: &[u8], batches: &[ValidatedBatch], first_offset: i64, leader_epoch: i32) -> Vec<u8> {
+    let mut headers = Vec::with_capacity(batches.len() * HEADER_SIZE);
     let mut next_offset = first_offset;
     for b in batches {
-        let bytes = &mut buf[b.start..b.start + b.size];
-        batch::set_base_offset(bytes, next_offset);
-        batch::set_partition_leader_epoch(bytes, leader_epoch);
-        batch::set_max_timestamp(bytes, b.attributes, b.max_timestamp);
+        let (header, records) = buf[b.start..b.start + b.size].split_at(HEADER_SIZE);
+        let start = headers.len();
+        headers.extend_from_slice(header);
+        let header = &mut headers[start..];
+        batch::set_base_offset(header, next_offset);
+        batch::set_partition_leader_epoch(header, leader_epoch);
+        batch::set_max_timestamp(header, records, b.attributes, b.max_timestamp);
         next_offset += b.records_count as i64;
     }
-    next_offset
+    headers
+}
+
+/// The stored form of `buf`'s batches: each rewritten header from `headers`
+/// (as [`assign_offsets`] left them) followed by the batch's records as received.
+pub(crate) fn stored_parts<'a>(buf: &'a [u8], batches: &[ValidatedBatch], headers: &'a [u8]) -> Vec<&'a [u8]> {
+    batches
+        .iter()
+        .zip(headers.chunks_exact(HEADER_SIZE))
+        .flat_map(|(b, header)| [header, &buf[b.start + HEADER_SIZE..b.start + b.size]])
+        .collect()
 }
 
 #[cfg(test)]
@@ -272,6 +288,12 @@ mod tests {
     use crate::test_encoder as encoder;
 
     const NOW: i64 = 1_700_000_000_000;
+
+    /// The bytes an append stores for `buf`.
+    fn stored(buf: &[u8], batches: &[ValidatedBatch], first_offset: i64, leader_epoch: i32) -> Vec<u8> {
+        let headers = assign_offsets(buf, batches, first_offset, leader_epoch);
+        stored_parts(buf, batches, &headers).concat()
+    }
 
     #[test]
     fn uncompressed_batches_get_the_records_max_timestamp() {
@@ -285,7 +307,7 @@ mod tests {
         validate(&b, &LogConfig::default(), NOW, &mut out).unwrap();
         assert_eq!(out[0].max_timestamp, NOW + 9);
         assert_eq!((out[0].start, out[0].size, out[0].records_count), (0, b.len(), 3));
-        assign_offsets(&mut b, &out, 100, 4);
+        let b = stored(&b, &out, 100, 4);
         let h = BatchHeader::parse(&b);
         assert_eq!(
             (h.base_offset, h.partition_leader_epoch, h.max_timestamp),
@@ -304,14 +326,14 @@ mod tests {
             message_timestamp_type: TimestampType::LogAppendTime,
             ..LogConfig::default()
         };
-        let mut b = encoder::batch(2, 10, 0);
+        let b = encoder::batch(2, 10, 0);
         let mut out = Vec::new();
         validate(&b, &config, NOW, &mut out).unwrap();
         assert_eq!(
             (out[0].max_timestamp, out[0].attributes & TIMESTAMP_TYPE_MASK),
             (NOW, TIMESTAMP_TYPE_MASK)
         );
-        assert_eq!(assign_offsets(&mut b, &out, 7, 0), 9);
+        let b = stored(&b, &out, 7, 0);
         assert_eq!(BatchHeader::parse(&b).crc, batch::compute_crc(&b));
     }
 
@@ -328,5 +350,15 @@ mod tests {
         let counts: Vec<i32> = out.iter().map(|v| v.records_count).collect();
         assert_eq!(counts, [2, 1, 4]);
         assert_eq!(out[2].start + out[2].size, b.len());
+        // Stored, each batch keeps its records and gets its own offsets.
+        let stored = stored(&b, &out, 10, 3);
+        assert_eq!(stored.len(), b.len());
+        for (v, base_offset) in out.iter().zip([10, 12, 13]) {
+            let batch = &stored[v.start..v.start + v.size];
+            let h = BatchHeader::parse(batch);
+            assert_eq!((h.base_offset, h.partition_leader_epoch), (base_offset, 3));
+            assert_eq!(h.crc, batch::compute_crc(batch));
+            assert_eq!(batch[HEADER_SIZE..], b[v.start + HEADER_SIZE..v.start + v.size]);
+        }
     }
 }

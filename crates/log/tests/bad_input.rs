@@ -17,7 +17,7 @@ struct Fixture {
 impl Fixture {
     fn new(config: LogConfig) -> Fixture {
         let log = Log::open_with_storage("/t-0", config, SimStorage::new()).unwrap();
-        log.append(&mut batch(3, 20, NOW), 0, NOW).unwrap();
+        log.append(&batch(3, 20, NOW), 0, NOW).unwrap();
         Fixture { log }
     }
 
@@ -33,11 +33,11 @@ impl Fixture {
     /// way and change nothing. Returns the error.
     fn refuse(&self, bad: &[u8]) -> LogError {
         let before = self.state();
-        let mut alone = bad.to_vec();
-        let error = self.log.append(&mut alone, 0, NOW).unwrap_err();
+        let alone = bad.to_vec();
+        let error = self.log.append(&alone, 0, NOW).unwrap_err();
         assert_eq!(alone, bad, "a refused append leaves the caller's bytes alone");
-        let mut behind_good = [batch(2, 10, NOW), bad.to_vec()].concat();
-        let second = self.log.append(&mut behind_good, 0, NOW).unwrap_err();
+        let behind_good = [batch(2, 10, NOW), bad.to_vec()].concat();
+        let second = self.log.append(&behind_good, 0, NOW).unwrap_err();
         assert_eq!(error.code(), second.code());
         assert_eq!(self.state(), before, "a refused append leaves the log unchanged");
         error
@@ -172,13 +172,13 @@ fn timestamps_out_of_range() {
     spec.attributes = 1;
     assert!(matches!(f.refuse(&encode(&spec)), LogError::InvalidTimestamp(_)));
     // No timestamp (-1) is not checked; LogAppendTime checks nothing.
-    f.log.append(&mut batch(1, 10, -1), 0, NOW).unwrap();
+    f.log.append(&batch(1, 10, -1), 0, NOW).unwrap();
     let config = LogConfig {
         message_timestamp_type: TimestampType::LogAppendTime,
         ..LogConfig::default()
     };
     let f = Fixture::new(config);
-    f.log.append(&mut batch(2, 10, NOW + 3_600_001), 0, NOW).unwrap();
+    f.log.append(&batch(2, 10, NOW + 3_600_001), 0, NOW).unwrap();
 }
 
 #[test]
@@ -193,7 +193,7 @@ fn producer_id_without_sequence() {
 fn empty_append() {
     let f = Fixture::new(LogConfig::default());
     let before = f.state();
-    assert_eq!(f.log.append(&mut [], 0, NOW).unwrap_err().code(), 87);
+    assert_eq!(f.log.append(&[], 0, NOW).unwrap_err().code(), 87);
     assert_eq!(f.state(), before);
 }
 

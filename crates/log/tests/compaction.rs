@@ -88,8 +88,8 @@ fn append_with(
     compression: Compression,
     producer: Option<&Producer>,
 ) -> i64 {
-    let mut bytes = encode(records, timestamp, compression, producer);
-    let info = log.append(&mut bytes, 0, timestamp).unwrap();
+    let bytes = encode(records, timestamp, compression, producer);
+    let info = log.append(&bytes, 0, timestamp).unwrap();
     log.set_high_watermark(info.last_offset + 1);
     info.base_offset
 }
@@ -378,19 +378,19 @@ fn a_compacted_log_refuses_records_without_a_key() {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path().join("t-0"), config()).unwrap();
     for compression in [Compression::None, Compression::Gzip, Compression::Zstd] {
-        let mut bytes = encode(
+        let bytes = encode(
             &[(Some("k"), Some("v")), (None, Some("no key"))],
             NOW,
             compression,
             None,
         );
-        let error = log.append(&mut bytes, 0, NOW).unwrap_err();
+        let error = log.append(&bytes, 0, NOW).unwrap_err();
         assert!(matches!(error, LogError::InvalidRecord(_)), "{error}");
         assert_eq!(error.code(), 87, "INVALID_RECORD");
     }
     assert_eq!(log.log_end_offset(), 0);
-    let mut tombstone = encode(&[(Some("k"), None)], NOW, Compression::None, None);
-    log.append(&mut tombstone, 0, NOW).unwrap();
+    let tombstone = encode(&[(Some("k"), None)], NOW, Compression::None, None);
+    log.append(&tombstone, 0, NOW).unwrap();
 
     let plain = Log::open(
         dir.path().join("t-1"),
@@ -400,8 +400,8 @@ fn a_compacted_log_refuses_records_without_a_key() {
         },
     )
     .unwrap();
-    let mut bytes = encode(&[(None, Some("no key"))], NOW, Compression::Gzip, None);
-    plain.append(&mut bytes, 0, NOW).unwrap();
+    let bytes = encode(&[(None, Some("no key"))], NOW, Compression::Gzip, None);
+    plain.append(&bytes, 0, NOW).unwrap();
 }
 
 #[test]
@@ -450,9 +450,9 @@ fn a_live_producers_last_batch_stays_even_when_empty() {
     let log = Log::open(dir.path().join("t-0"), config()).unwrap();
     append_with(&log, &[(Some("c"), Some("z"))], NOW, Compression::None, Some(&producer));
     producer.sequence = 20;
-    let mut gap = encode(&[(Some("c"), Some("z"))], NOW, Compression::None, Some(&producer));
+    let gap = encode(&[(Some("c"), Some("z"))], NOW, Compression::None, Some(&producer));
     assert!(matches!(
-        log.append(&mut gap, 0, NOW),
+        log.append(&gap, 0, NOW),
         Err(LogError::OutOfOrderSequence { .. })
     ));
 }
@@ -656,12 +656,8 @@ fn crash_during_swap(storage: Arc<dyn Storage>, dir: &Path, step: SwapStep, powe
     };
     assert!(log.clean(&options, NOW).is_err(), "{step:?}: the simulated crash");
     assert!(
-        log.append(
-            &mut encode(&[(Some("k"), Some("v"))], NOW, Compression::None, None),
-            0,
-            NOW
-        )
-        .is_err()
+        log.append(&encode(&[(Some("k"), Some("v"))], NOW, Compression::None, None), 0, NOW)
+            .is_err()
     );
     drop(log);
     if let Some(sim) = power_cut {

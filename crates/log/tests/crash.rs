@@ -10,7 +10,7 @@ mod encoder;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use encoder::{batch, header, split_batches};
+use encoder::{as_stored, batch, header, split_batches};
 use gregor_log::{Log, LogConfig, SimStorage, Storage};
 
 /// Where the damaged files live: a real directory, or simulated storage
@@ -212,9 +212,9 @@ fn crash_and_recover(seed: u64, files: &Files, dir: &Path) {
         let mut appended = Vec::new();
         let mut synced_next = 0;
         for i in 0..20 + rng.below(60) as i64 {
-            let mut b = batch(1 + rng.below(4) as usize, rng.below(400) as usize, NOW + i);
-            log.append(&mut b, EPOCH, NOW).unwrap();
-            appended.extend_from_slice(&b);
+            let b = batch(1 + rng.below(4) as usize, rng.below(400) as usize, NOW + i);
+            let info = log.append(&b, EPOCH, NOW).unwrap();
+            appended.extend_from_slice(&as_stored(&b, info.base_offset, EPOCH, -1));
             match rng.below(10) {
                 0 | 1 => {
                     log.sync_to(log.log_end_offset()).unwrap();
@@ -272,13 +272,13 @@ fn crash_and_recover(seed: u64, files: &Files, dir: &Path) {
             );
         }
         // Appends continue after the recovered end, and survive a clean restart.
-        let mut b = batch(2, 50, NOW);
-        assert_eq!(log.append(&mut b, EPOCH, NOW).unwrap().base_offset, end);
+        let b = batch(2, 50, NOW);
+        assert_eq!(log.append(&b, EPOCH, NOW).unwrap().base_offset, end);
         log.close().unwrap();
         drop(log);
         let log = files.open(dir);
         assert_eq!(log.log_end_offset(), end + 2);
-        assert_eq!(read_everything(&log), [held, b].concat());
+        assert_eq!(read_everything(&log), [held, as_stored(&b, end, EPOCH, -1)].concat());
     }
 }
 
@@ -309,9 +309,9 @@ fn power_cut_keeps_everything_synced() {
             let expected: Vec<u8> = appended.iter().flatten().copied().collect();
             assert_eq!(held, expected, "seed {seed}");
             for i in 0..rng.below(40) as i64 {
-                let mut b = batch(1 + rng.below(3) as usize, rng.below(500) as usize, NOW + i);
-                let info = log.append(&mut b, EPOCH + _round, NOW).unwrap();
-                appended.push(b);
+                let b = batch(1 + rng.below(3) as usize, rng.below(500) as usize, NOW + i);
+                let info = log.append(&b, EPOCH + _round, NOW).unwrap();
+                appended.push(as_stored(&b, info.base_offset, EPOCH + _round, -1));
                 if rng.below(4) == 0 {
                     log.sync_to(info.last_offset + 1).unwrap();
                     synced_next = info.last_offset + 1;

@@ -5,7 +5,7 @@ mod encoder;
 
 use std::sync::Arc;
 
-use encoder::{batch, header, split_batches};
+use encoder::{as_stored, batch, header, split_batches};
 use gregor_log::{Log, LogConfig, LogError, SimStorage, TimestampOffset, TimestampType};
 
 const NOW: i64 = 1_700_000_000_000;
@@ -43,18 +43,19 @@ fn append_assigns_offsets_and_reads_back_the_same_bytes() {
     );
     let mut expected = Vec::new();
     for i in 0..10 {
-        let mut b = batch(3, 50, NOW + i);
-        let info = log.append(&mut b, 7, NOW).unwrap();
+        let b = batch(3, 50, NOW + i);
+        let info = log.append(&b, 7, NOW).unwrap();
         assert_eq!(
             (info.base_offset, info.last_offset, info.log_append_time_ms),
             (i * 3, i * 3 + 2, -1)
         );
-        assert_eq!(header(&b).base_offset, i * 3);
-        assert_eq!(header(&b).leader_epoch, 7);
-        expected.extend_from_slice(&b);
+        expected.extend_from_slice(&as_stored(&b, i * 3, 7, -1));
     }
     assert_eq!(log.log_end_offset(), 30);
-    assert_eq!(read_all(&log, 0), expected);
+    let stored = read_all(&log, 0);
+    assert_eq!(stored, expected);
+    let h = header(&stored[stored.len() - batch(3, 50, NOW).len()..]);
+    assert_eq!((h.base_offset, h.leader_epoch), (27, 7));
     // A read from the middle of a batch returns the whole batch.
     let slice = log.read(4, 1, i64::MAX).unwrap().unwrap();
     let mut out = Vec::new();
@@ -90,9 +91,9 @@ fn reads_stop_at_max_bytes_and_before_max_offset() {
     .unwrap();
     let mut sizes = Vec::new();
     for i in 0..20 {
-        let mut b = batch(2, 40, NOW + i);
+        let b = batch(2, 40, NOW + i);
         sizes.push(b.len());
-        log.append(&mut b, 0, NOW).unwrap();
+        log.append(&b, 0, NOW).unwrap();
     }
     let one = sizes[0];
     let slice = log.read(0, one * 3 + one / 2, i64::MAX).unwrap().unwrap();
@@ -113,7 +114,7 @@ fn reads_stop_at_max_bytes_and_before_max_offset() {
 fn high_watermark_is_clamped() {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path().join("t-0"), LogConfig::default()).unwrap();
-    log.append(&mut batch(5, 10, NOW), 0, NOW).unwrap();
+    log.append(&batch(5, 10, NOW), 0, NOW).unwrap();
     log.set_high_watermark(100);
     assert_eq!(log.high_watermark(), 5);
     log.set_high_watermark(2);
@@ -130,16 +131,18 @@ fn log_append_time_rewrites_timestamp_and_crc() {
         ..LogConfig::default()
     };
     let log = Log::open(dir.path().join("t-0"), config).unwrap();
-    let mut b = batch(4, 10, 5);
+    let b = batch(4, 10, 5);
     let crc_before = header(&b).crc;
-    let info = log.append(&mut b, 0, NOW).unwrap();
+    let info = log.append(&b, 0, NOW).unwrap();
     assert_eq!(info.log_append_time_ms, NOW);
-    let h = header(&b);
+    let stored = read_all(&log, 0);
+    let h = header(&stored);
     assert_eq!(h.max_timestamp, NOW);
     assert_eq!(h.attributes & 0x08, 0x08);
     assert_ne!(h.crc, crc_before);
-    let stored = read_all(&log, 0);
-    assert_eq!(stored, b);
+    assert_eq!(h.crc, crc32c::crc32c(&stored[21..]));
+    assert_eq!(stored[61..], b[61..], "the records are stored as received");
+    assert_eq!(stored, as_stored(&b, 0, 0, NOW));
     assert_eq!(
         log.max_timestamp().unwrap(),
         Some(TimestampOffset {
@@ -153,23 +156,26 @@ fn log_append_time_rewrites_timestamp_and_crc() {
 fn create_time_keeps_the_crc_when_nothing_covered_changes() {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path().join("t-0"), LogConfig::default()).unwrap();
-    let mut b = batch(4, 10, NOW);
-    let original = b.clone();
-    log.append(&mut b, 3, NOW).unwrap();
-    assert_eq!(b[21..], original[21..], "only the base offset and leader epoch change");
-    assert_eq!(header(&b).crc, header(&original).crc);
+    let b = batch(4, 10, NOW);
+    log.append(&b, 3, NOW).unwrap();
+    let stored = read_all(&log, 0);
+    assert_eq!(stored[21..], b[21..], "only the base offset and leader epoch change");
+    assert_eq!(header(&stored).crc, header(&b).crc);
+    assert_eq!(header(&stored).leader_epoch, 3);
 }
 
 #[test]
 fn batches_in_one_append_get_consecutive_offsets() {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path().join("t-0"), LogConfig::default()).unwrap();
-    log.append(&mut batch(2, 1, NOW), 0, NOW).unwrap();
-    let mut many = [batch(3, 5, NOW), batch(1, 5, NOW), batch(4, 5, NOW)].concat();
-    let info = log.append(&mut many, 0, NOW).unwrap();
+    log.append(&batch(2, 1, NOW), 0, NOW).unwrap();
+    let many = [batch(3, 5, NOW), batch(1, 5, NOW), batch(4, 5, NOW)].concat();
+    let info = log.append(&many, 0, NOW).unwrap();
     assert_eq!((info.base_offset, info.last_offset), (2, 9));
-    let bases: Vec<i64> = split_batches(&many).iter().map(|b| header(b).base_offset).collect();
+    let stored = read_all(&log, 2);
+    let bases: Vec<i64> = split_batches(&stored).iter().map(|b| header(b).base_offset).collect();
     assert_eq!(bases, [2, 5, 6]);
+    assert_eq!(stored, as_stored(&many, 2, 0, -1));
 }
 
 #[test]
@@ -180,11 +186,11 @@ fn control_batches_come_from_the_coordinator_only() {
     spec.attributes = 0x20 | 0x10; // control, transactional
     spec.producer_id = 42;
     spec.base_sequence = 0;
-    let mut marker = encoder::encode(&spec);
+    let marker = encoder::encode(&spec);
     // As Kafka's LogValidator: "Clients are not allowed to write control records".
-    let refused = log.append(&mut marker.clone(), 0, NOW).unwrap_err();
+    let refused = log.append(&marker.clone(), 0, NOW).unwrap_err();
     assert!(matches!(refused, LogError::InvalidRecord(_)), "{refused:?}");
-    assert_eq!(log.append_internal(&mut marker, 0, NOW).unwrap().base_offset, 0);
+    assert_eq!(log.append_internal(&marker, 0, NOW).unwrap().base_offset, 0);
 }
 
 #[test]
@@ -194,9 +200,9 @@ fn segments_roll_on_size_and_keep_kafka_names() {
     let log = Log::open(&path, small_segments()).unwrap();
     let mut expected = Vec::new();
     for i in 0..40 {
-        let mut b = batch(2, 200, NOW + i);
-        log.append(&mut b, 0, NOW).unwrap();
-        expected.extend_from_slice(&b);
+        let b = batch(2, 200, NOW + i);
+        let info = log.append(&b, 0, NOW).unwrap();
+        expected.extend_from_slice(&as_stored(&b, info.base_offset, 0, -1));
     }
     log.flush().unwrap();
     let mut names: Vec<String> = std::fs::read_dir(&path)
@@ -237,9 +243,9 @@ fn segments_roll_on_segment_ms_and_full_index() {
         ..LogConfig::default()
     };
     let log = Log::open_with_storage("/t-0", config, storage.clone()).unwrap();
-    log.append(&mut batch(1, 10, NOW), 0, NOW).unwrap();
-    log.append(&mut batch(1, 10, NOW + 500), 0, NOW + 500).unwrap();
-    log.append(&mut batch(1, 10, NOW + 1500), 0, NOW + 1500).unwrap();
+    log.append(&batch(1, 10, NOW), 0, NOW).unwrap();
+    log.append(&batch(1, 10, NOW + 500), 0, NOW + 500).unwrap();
+    log.append(&batch(1, 10, NOW + 1500), 0, NOW + 1500).unwrap();
     let segments = |s: &SimStorage| {
         use gregor_log::Storage;
         s.list_dir(std::path::Path::new("/t-0"))
@@ -258,7 +264,7 @@ fn segments_roll_on_segment_ms_and_full_index() {
     };
     let log = Log::open_with_storage("/t-0", config, storage.clone()).unwrap();
     for i in 0..10 {
-        log.append(&mut batch(1, 10, NOW + i), 0, NOW).unwrap();
+        log.append(&batch(1, 10, NOW + i), 0, NOW).unwrap();
     }
     assert!(segments(&storage) >= 3);
     assert_eq!(read_all(&log, 0).len(), 10 * batch(1, 10, NOW).len());
@@ -270,7 +276,7 @@ fn reopen_after_close_keeps_everything_and_skips_recovery() {
     let path = dir.path().join("t-0");
     let log = Log::open(&path, small_segments()).unwrap();
     for i in 0..30 {
-        log.append(&mut batch(3, 100, NOW + i * 10), 1 + (i as i32 / 10), NOW)
+        log.append(&batch(3, 100, NOW + i * 10), 1 + (i as i32 / 10), NOW)
             .unwrap();
     }
     let before = read_all(&log, 0);
@@ -279,7 +285,7 @@ fn reopen_after_close_keeps_everything_and_skips_recovery() {
     log.close().unwrap();
     assert!(path.join(".kafka_cleanshutdown").exists());
     assert!(matches!(
-        log.append(&mut batch(1, 1, NOW), 3, NOW),
+        log.append(&batch(1, 1, NOW), 3, NOW),
         Err(LogError::Storage(_))
     ));
     drop(log);
@@ -300,10 +306,10 @@ fn reopen_after_close_keeps_everything_and_skips_recovery() {
         })
     );
     assert!(matches!(
-        log.append(&mut batch(1, 1, NOW), 2, NOW),
+        log.append(&batch(1, 1, NOW), 2, NOW),
         Err(LogError::FencedLeaderEpoch { .. })
     ));
-    assert_eq!(log.append(&mut batch(1, 1, NOW), 4, NOW).unwrap().base_offset, 90);
+    assert_eq!(log.append(&batch(1, 1, NOW), 4, NOW).unwrap().base_offset, 90);
 }
 
 #[test]
@@ -317,7 +323,7 @@ fn timestamp_lookups() {
     for (i, t) in firsts.iter().enumerate() {
         let mut spec = encoder::BatchSpec::new(2, 300, NOW + t);
         spec.timestamps[1] = NOW + t + 5;
-        log.append(&mut encoder::encode(&spec), 0, NOW).unwrap();
+        log.append(&encoder::encode(&spec), 0, NOW).unwrap();
         assert_eq!(log.log_end_offset(), 2 * (i as i64 + 1));
     }
     let at = |t: i64| {
@@ -346,7 +352,7 @@ fn delete_records_before_moves_the_start_and_survives_restart() {
     let path = dir.path().join("t-0");
     let log = Log::open(&path, small_segments()).unwrap();
     for i in 0..40 {
-        log.append(&mut batch(2, 200, NOW + i), 0, NOW).unwrap();
+        log.append(&batch(2, 200, NOW + i), 0, NOW).unwrap();
     }
     let files_before = std::fs::read_dir(&path).unwrap().count();
     log.set_high_watermark(50);
@@ -385,7 +391,7 @@ fn delete_removes_the_directory() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t-0");
     let log = Log::open(&path, LogConfig::default()).unwrap();
-    log.append(&mut batch(1, 1, NOW), 0, NOW).unwrap();
+    log.append(&batch(1, 1, NOW), 0, NOW).unwrap();
     log.delete().unwrap();
     assert!(!path.exists());
 }
@@ -398,7 +404,7 @@ fn set_config_applies_to_the_next_append() {
     config.max_message_bytes = 100;
     log.set_config(config);
     assert!(matches!(
-        log.append(&mut batch(1, 200, NOW), 0, NOW),
+        log.append(&batch(1, 200, NOW), 0, NOW),
         Err(LogError::MessageTooLarge { .. })
     ));
     assert_eq!(log.config().max_message_bytes, 100);
@@ -413,7 +419,7 @@ fn group_commit_makes_concurrent_appends_durable() {
             let log = log.clone();
             std::thread::spawn(move || {
                 for i in 0..20 {
-                    let info = log.append(&mut batch(1, 100, NOW + t * 100 + i), 0, NOW).unwrap();
+                    let info = log.append(&batch(1, 100, NOW + t * 100 + i), 0, NOW).unwrap();
                     log.sync_to(info.last_offset + 1).unwrap();
                 }
             })
@@ -449,7 +455,7 @@ fn readers_run_while_the_writer_appends() {
         })
     };
     for i in 0..200 {
-        log.append(&mut batch(2, 100, NOW + i), 0, NOW).unwrap();
+        log.append(&batch(2, 100, NOW + i), 0, NOW).unwrap();
     }
     reader.join().unwrap();
 }
@@ -458,12 +464,12 @@ fn readers_run_while_the_writer_appends() {
 fn failed_fsync_takes_the_log_offline() {
     let storage = SimStorage::new();
     let log = Log::open_with_storage("/t-0", LogConfig::default(), storage.clone()).unwrap();
-    log.append(&mut batch(1, 10, NOW), 0, NOW).unwrap();
+    log.append(&batch(1, 10, NOW), 0, NOW).unwrap();
     storage.set_fail_syncs(true);
     let err = log.sync_to(1).unwrap_err();
     assert_eq!(err.code(), 56);
     storage.set_fail_syncs(false);
-    assert!(log.append(&mut batch(1, 10, NOW), 0, NOW).is_err());
+    assert!(log.append(&batch(1, 10, NOW), 0, NOW).is_err());
     assert!(log.flush().is_err());
     // Offline for reads too, as Kafka's offline replicas: after a failed
     // fsync the log cannot vouch for what it would return.

@@ -30,8 +30,8 @@ fn small_segments() -> LogConfig {
     }
 }
 
-fn append(log: &Log, mut bytes: Vec<u8>, now: i64) -> Result<AppendInfo, LogError> {
-    log.append(&mut bytes, 0, now)
+fn append(log: &Log, bytes: Vec<u8>, now: i64) -> Result<AppendInfo, LogError> {
+    log.append(&bytes, 0, now)
 }
 
 /// Appends `count` batches of 2 records from sequence `first_sequence`.
@@ -147,9 +147,9 @@ fn a_sequence_gap_is_refused_and_leaves_the_log_unchanged() {
         }
     ));
     // A multi-batch append whose second batch leaves a gap is refused whole.
-    let mut two = [idempotent(PID, 0, 6, 2, now), idempotent(PID, 0, 9, 1, now)].concat();
+    let two = [idempotent(PID, 0, 6, 2, now), idempotent(PID, 0, 9, 1, now)].concat();
     assert!(matches!(
-        log.append(&mut two, 0, now),
+        log.append(&two, 0, now),
         Err(LogError::OutOfOrderSequence {
             expected: 8,
             found: 9,
@@ -157,16 +157,16 @@ fn a_sequence_gap_is_refused_and_leaves_the_log_unchanged() {
         })
     ));
     // A multi-batch append holding a retry is refused rather than half-dropped.
-    let mut with_retry = [idempotent(PID, 0, 4, 2, now), idempotent(PID, 0, 6, 1, now)].concat();
+    let with_retry = [idempotent(PID, 0, 4, 2, now), idempotent(PID, 0, 6, 1, now)].concat();
     assert!(matches!(
-        log.append(&mut with_retry, 0, now),
+        log.append(&with_retry, 0, now),
         Err(LogError::OutOfOrderSequence { found: 4, .. })
     ));
     assert_eq!((read_all(&log), log.log_end_offset()), (bytes, end));
     assert_eq!(log.producer_states(), states);
     // Consecutive batches in one append are checked against each other.
-    let mut next_two = [idempotent(PID, 0, 6, 2, now), idempotent(PID, 0, 8, 1, now)].concat();
-    let info = log.append(&mut next_two, 0, now).unwrap();
+    let next_two = [idempotent(PID, 0, 6, 2, now), idempotent(PID, 0, 8, 1, now)].concat();
+    let info = log.append(&next_two, 0, now).unwrap();
     assert_eq!((info.base_offset, info.last_offset), (6, 8));
     assert_eq!(state_of(&log, PID).unwrap().last_sequence, 8);
 }

@@ -12,7 +12,7 @@ mod encoder;
 use std::sync::Arc;
 
 use encoder::Header;
-use encoder::{BatchSpec, encode, header, split_batches};
+use encoder::{BatchSpec, as_stored, encode, header, split_batches};
 use gregor_log::{Log, LogConfig, SimStorage, Storage, TimestampOffset, TimestampType};
 use proptest::prelude::*;
 
@@ -157,9 +157,10 @@ impl Harness {
                     (spec.producer_epoch, spec.base_sequence) =
                         self.model.next_for(spec.producer_id, new_producer_epoch);
                 }
-                let mut b = encode(&spec);
+                let b = encode(&spec);
                 self.model.epoch += new_epoch as i32;
-                let info = self.log.append(&mut b, self.model.epoch, self.now).unwrap();
+                let info = self.log.append(&b, self.model.epoch, self.now).unwrap();
+                let b = as_stored(&b, info.base_offset, self.model.epoch, info.log_append_time_ms);
                 assert!(!info.duplicate);
                 assert_eq!(info.base_offset, self.model.log_end_offset, "offsets are dense");
                 assert_eq!(info.last_offset, info.base_offset + timestamps.len() as i64 - 1);
@@ -232,8 +233,8 @@ impl Harness {
             return;
         };
         let h = header(&original);
-        let mut resent = original.clone();
-        let info = self.log.append(&mut resent, self.model.epoch, self.now).unwrap();
+        let resent = original.clone();
+        let info = self.log.append(&resent, self.model.epoch, self.now).unwrap();
         if info.duplicate {
             assert_eq!((info.base_offset, info.last_offset), (h.base_offset, h.last_offset()));
             if self.config.message_timestamp_type == TimestampType::LogAppendTime {
@@ -250,6 +251,7 @@ impl Harness {
         );
         assert_eq!(info.base_offset, self.model.log_end_offset);
         self.model.log_end_offset = info.last_offset + 1;
+        let resent = as_stored(&resent, info.base_offset, self.model.epoch, info.log_append_time_ms);
         self.model.produced.push(resent.clone());
         self.model.batches.push(resent);
     }

@@ -29,8 +29,8 @@ fn ten_segments_deleting_after(dir: &Path, file_delete_delay_ms: i64) -> Log {
     };
     let log = Log::open(dir.join("t-0"), config).unwrap();
     for i in 0..10 {
-        let mut bytes = batch(5, 80, NOW - (10 - i) * MINUTE);
-        log.append(&mut bytes, 0, NOW).unwrap();
+        let bytes = batch(5, 80, NOW - (10 - i) * MINUTE);
+        log.append(&bytes, 0, NOW).unwrap();
     }
     log.set_high_watermark(log.log_end_offset());
     log

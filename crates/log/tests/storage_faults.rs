@@ -9,7 +9,7 @@ mod encoder;
 use std::path::Path;
 use std::sync::Arc;
 
-use encoder::{batch, header, idempotent, split_batches};
+use encoder::{as_stored, batch, header, idempotent, split_batches};
 use gregor_log::{Log, LogConfig, SimStorage, Storage};
 
 const NOW: i64 = 1_700_000_000_000;
@@ -45,14 +45,14 @@ fn a_full_disk_refuses_appends_and_writes_resume_when_space_returns() {
     let log = open(&storage);
     let mut acknowledged = Vec::new();
     for i in 0..3 {
-        let mut b = batch(3, 100, NOW + i);
-        log.append(&mut b, 0, NOW).unwrap();
-        acknowledged.extend_from_slice(&b);
+        let b = batch(3, 100, NOW + i);
+        let info = log.append(&b, 0, NOW).unwrap();
+        acknowledged.extend_from_slice(&as_stored(&b, info.base_offset, 0, -1));
     }
     log.sync_to(log.log_end_offset()).unwrap();
 
     storage.set_free_bytes(Some(0));
-    let error = log.append(&mut batch(3, 100, NOW), 0, NOW).unwrap_err();
+    let error = log.append(&batch(3, 100, NOW), 0, NOW).unwrap_err();
     assert_eq!(error.code(), KAFKA_STORAGE_ERROR, "{error}");
     assert!(!log.is_offline());
     assert_eq!(log.log_end_offset(), 9);
@@ -61,9 +61,9 @@ fn a_full_disk_refuses_appends_and_writes_resume_when_space_returns() {
     assert_eq!(log.offset_for_timestamp(NOW).unwrap().unwrap().offset, 0);
 
     storage.set_free_bytes(None);
-    let mut b = batch(3, 100, NOW + 3);
-    assert_eq!(log.append(&mut b, 0, NOW).unwrap().base_offset, 9);
-    acknowledged.extend_from_slice(&b);
+    let b = batch(3, 100, NOW + 3);
+    assert_eq!(log.append(&b, 0, NOW).unwrap().base_offset, 9);
+    acknowledged.extend_from_slice(&as_stored(&b, 9, 0, -1));
     log.sync_to(log.log_end_offset()).unwrap();
     assert_eq!(read_all(&log, 0), acknowledged);
 
@@ -88,12 +88,11 @@ fn a_full_disk_at_any_point_leaves_exactly_the_acknowledged_batches() {
         storage.set_free_bytes(Some(free));
         let mut refused = 0;
         for i in 0..60i64 {
-            let mut b = batch(1 + i as usize % 4, 40 + (i as usize * 37) % 300, NOW + i);
+            let b = batch(1 + i as usize % 4, 40 + (i as usize * 37) % 300, NOW + i);
             // A new leader epoch every 16 appends rewrites the epoch checkpoint.
-            match log.append(&mut b, (i / 16) as i32, NOW) {
+            match log.append(&b, (i / 16) as i32, NOW) {
                 Ok(info) => {
-                    assert_eq!(info.base_offset, header(&b).base_offset);
-                    acknowledged.extend_from_slice(&b);
+                    acknowledged.extend_from_slice(&as_stored(&b, info.base_offset, (i / 16) as i32, -1));
                     // Durable despite the full disk: only the indexes and
                     // the recovery point wait for space.
                     log.sync_to(info.last_offset + 1).unwrap();
@@ -110,9 +109,9 @@ fn a_full_disk_at_any_point_leaves_exactly_the_acknowledged_batches() {
 
         storage.set_free_bytes(None);
         for i in 0..10 {
-            let mut b = batch(2, 200, NOW + 100 + i);
-            log.append(&mut b, 4, NOW).unwrap();
-            acknowledged.extend_from_slice(&b);
+            let b = batch(2, 200, NOW + 100 + i);
+            let info = log.append(&b, 4, NOW).unwrap();
+            acknowledged.extend_from_slice(&as_stored(&b, info.base_offset, 4, -1));
         }
         log.sync_to(log.log_end_offset()).unwrap();
         storage.power_cut();
@@ -131,14 +130,14 @@ fn a_roll_that_finds_the_disk_full_keeps_the_active_segment() {
     let log = open(&storage);
     let mut acknowledged = Vec::new();
     while log.size_bytes() < 3500 {
-        let mut b = batch(2, 150, NOW);
-        log.append(&mut b, 0, NOW).unwrap();
-        acknowledged.extend_from_slice(&b);
+        let b = batch(2, 150, NOW);
+        let info = log.append(&b, 0, NOW).unwrap();
+        acknowledged.extend_from_slice(&as_stored(&b, info.base_offset, 0, -1));
     }
     let segments_before = storage.list_dir(Path::new("/faults-0")).unwrap().len();
     // The next append needs a new segment, whose producer snapshot does not fit.
     storage.set_free_bytes(Some(0));
-    let error = log.append(&mut batch(2, 600, NOW), 0, NOW).unwrap_err();
+    let error = log.append(&batch(2, 600, NOW), 0, NOW).unwrap_err();
     assert_eq!(error.code(), KAFKA_STORAGE_ERROR);
     assert!(!log.is_offline());
     log.sync_to(log.log_end_offset()).unwrap();
@@ -149,9 +148,9 @@ fn a_roll_that_finds_the_disk_full_keeps_the_active_segment() {
     storage.set_free_bytes(None);
     let log = open(&storage);
     assert_eq!(read_all(&log, 0), acknowledged);
-    let mut b = batch(2, 600, NOW);
-    log.append(&mut b, 0, NOW).unwrap();
-    acknowledged.extend_from_slice(&b);
+    let b = batch(2, 600, NOW);
+    let info = log.append(&b, 0, NOW).unwrap();
+    acknowledged.extend_from_slice(&as_stored(&b, info.base_offset, 0, -1));
     assert!(storage.list_dir(Path::new("/faults-0")).unwrap().len() > segments_before);
     assert_eq!(read_all(&log, 0), acknowledged);
 }
@@ -160,18 +159,18 @@ fn a_roll_that_finds_the_disk_full_keeps_the_active_segment() {
 fn an_idempotent_producer_retries_a_refused_batch_after_space_returns() {
     let storage = SimStorage::new();
     let log = open(&storage);
-    log.append(&mut idempotent(7, 0, 0, 2, NOW), 0, NOW).unwrap();
+    log.append(&idempotent(7, 0, 0, 2, NOW), 0, NOW).unwrap();
     storage.set_free_bytes(Some(0));
     assert_eq!(
-        log.append(&mut idempotent(7, 0, 2, 2, NOW), 0, NOW).unwrap_err().code(),
+        log.append(&idempotent(7, 0, 2, 2, NOW), 0, NOW).unwrap_err().code(),
         KAFKA_STORAGE_ERROR
     );
     storage.set_free_bytes(None);
     // The refused batch left no trace in the producer's state: its retry is
     // the next in sequence, not a duplicate.
-    let info = log.append(&mut idempotent(7, 0, 2, 2, NOW), 0, NOW).unwrap();
+    let info = log.append(&idempotent(7, 0, 2, 2, NOW), 0, NOW).unwrap();
     assert_eq!((info.base_offset, info.duplicate), (2, false));
-    let info = log.append(&mut idempotent(7, 0, 2, 2, NOW), 0, NOW).unwrap();
+    let info = log.append(&idempotent(7, 0, 2, 2, NOW), 0, NOW).unwrap();
     assert_eq!((info.base_offset, info.duplicate), (2, true));
 }
 
@@ -179,16 +178,16 @@ fn an_idempotent_producer_retries_a_refused_batch_after_space_returns() {
 fn a_failed_write_other_than_a_full_disk_takes_the_log_offline() {
     let storage = SimStorage::new();
     let log = open(&storage);
-    log.append(&mut batch(1, 10, NOW), 0, NOW).unwrap();
+    log.append(&batch(1, 10, NOW), 0, NOW).unwrap();
     storage.set_fail_writes(true);
     assert_eq!(
-        log.append(&mut batch(1, 10, NOW), 0, NOW).unwrap_err().code(),
+        log.append(&batch(1, 10, NOW), 0, NOW).unwrap_err().code(),
         KAFKA_STORAGE_ERROR
     );
     assert!(log.is_offline());
     storage.set_fail_writes(false);
     assert_eq!(
-        log.append(&mut batch(1, 10, NOW), 0, NOW).unwrap_err().code(),
+        log.append(&batch(1, 10, NOW), 0, NOW).unwrap_err().code(),
         KAFKA_STORAGE_ERROR
     );
     assert_eq!(log.read(0, 100, i64::MAX).unwrap_err().code(), KAFKA_STORAGE_ERROR);
@@ -201,7 +200,7 @@ fn a_segment_that_cannot_be_read_takes_the_log_offline() {
     let dir = tempfile::tempdir().unwrap();
     let partition = dir.path().join("unreadable-0");
     let log = Log::open(&partition, small_segments()).unwrap();
-    log.append(&mut batch(3, 100, NOW), 0, NOW).unwrap();
+    log.append(&batch(3, 100, NOW), 0, NOW).unwrap();
     log.flush().unwrap();
     let slice = log.read(0, 1 << 20, i64::MAX).unwrap().unwrap();
     std::fs::File::options()
@@ -219,7 +218,7 @@ fn a_segment_that_cannot_be_read_takes_the_log_offline() {
     assert_eq!(log.read(0, 100, i64::MAX).unwrap_err().code(), KAFKA_STORAGE_ERROR);
     assert_eq!(log.offset_for_timestamp(NOW).unwrap_err().code(), KAFKA_STORAGE_ERROR);
     assert_eq!(
-        log.append(&mut batch(1, 10, NOW), 0, NOW).unwrap_err().code(),
+        log.append(&batch(1, 10, NOW), 0, NOW).unwrap_err().code(),
         KAFKA_STORAGE_ERROR
     );
 }
@@ -229,7 +228,7 @@ fn a_read_that_finds_a_damaged_segment_takes_the_log_offline() {
     let dir = tempfile::tempdir().unwrap();
     let partition = dir.path().join("damaged-0");
     let log = Log::open(&partition, small_segments()).unwrap();
-    log.append(&mut batch(3, 100, NOW), 0, NOW).unwrap();
+    log.append(&batch(3, 100, NOW), 0, NOW).unwrap();
     log.flush().unwrap();
     std::fs::File::options()
         .write(true)

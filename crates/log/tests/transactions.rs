@@ -34,8 +34,8 @@ fn transactional(producer_id: i64, epoch: i16, base_sequence: i32, records: usiz
 }
 
 /// Appends as the broker does: the high watermark follows each append.
-fn append(log: &Log, mut bytes: Vec<u8>) -> AppendInfo {
-    let info = log.append(&mut bytes, 0, NOW).unwrap();
+fn append(log: &Log, bytes: Vec<u8>) -> AppendInfo {
+    let info = log.append(&bytes, 0, NOW).unwrap();
     log.set_high_watermark(info.last_offset + 1);
     info
 }
@@ -186,14 +186,14 @@ fn coordinator_appends_need_no_sequence_and_open_transactions() {
     let log = Log::open(dir.path().join("t-0"), small_segments()).unwrap();
     append(&log, batch(1, 10, NOW));
     let offset_commit = transactional(9, 1, -1, 1);
-    let refused = log.append(&mut offset_commit.clone(), 0, NOW).unwrap_err();
+    let refused = log.append(&offset_commit.clone(), 0, NOW).unwrap_err();
     assert!(matches!(refused, LogError::InvalidRecord(_)), "{refused:?}");
 
-    let info = log.append_internal(&mut offset_commit.clone(), 0, NOW).unwrap();
+    let info = log.append_internal(&offset_commit.clone(), 0, NOW).unwrap();
     log.set_high_watermark(info.last_offset + 1);
     assert_eq!(info.base_offset, 1);
     // Again, without sequence checks: no duplicate, no gap.
-    let again = log.append_internal(&mut offset_commit.clone(), 0, NOW).unwrap();
+    let again = log.append_internal(&offset_commit.clone(), 0, NOW).unwrap();
     log.set_high_watermark(again.last_offset + 1);
     assert_eq!((again.base_offset, again.duplicate), (2, false));
     assert_eq!(log.last_stable_offset(), 1);
@@ -201,9 +201,7 @@ fn coordinator_appends_need_no_sequence_and_open_transactions() {
     assert_eq!((state.producer_id, state.current_txn_start_offset), (9, 1));
 
     // The epoch check still applies.
-    let zombie = log
-        .append_internal(&mut transactional(9, 0, -1, 1), 0, NOW)
-        .unwrap_err();
+    let zombie = log.append_internal(&transactional(9, 0, -1, 1), 0, NOW).unwrap_err();
     assert!(matches!(zombie, LogError::InvalidProducerEpoch { .. }), "{zombie:?}");
 
     marker(&log, 9, 1, true);

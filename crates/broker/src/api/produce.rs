@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
@@ -21,7 +22,9 @@ use crate::state::BrokerState;
 struct PartitionWrite {
     topic: usize,
     partition: Option<Arc<Partition>>,
-    records: Vec<u8>,
+    /// The batches as they arrived: a slice of the request frame, appended
+    /// without a copy.
+    records: Bytes,
     /// Set when the topic's `compression.type` overrides the producer's codec.
     codec: Option<Compression>,
     /// The offset after this write's last record: what acks=-1 waits to be durable.
@@ -65,7 +68,7 @@ pub async fn handle(state: &Arc<BrokerState>, request: ProduceRequest) -> Option
                 .with_base_offset(-1)
                 .with_log_append_time_ms(-1)
                 .with_log_start_offset(-1);
-            let records = partition_data.records.map(|bytes| bytes.to_vec()).unwrap_or_default();
+            let records = partition_data.records.unwrap_or_default();
             let partition = if error_code == NONE { partition } else { None };
             writes.push(PartitionWrite {
                 topic: topic_index,
@@ -91,7 +94,7 @@ pub async fn handle(state: &Arc<BrokerState>, request: ProduceRequest) -> Option
             let Some(partition) = &write.partition else { continue };
             if let Some(codec) = write.codec {
                 match recompress::recompress(&write.records, codec) {
-                    Ok(records) => write.records = records,
+                    Ok(records) => write.records = Bytes::from(records),
                     Err(reason) => {
                         write.response.error_code = CORRUPT_MESSAGE;
                         write.response.error_message = Some(StrBytes::from_string(reason));
@@ -100,7 +103,7 @@ pub async fn handle(state: &Arc<BrokerState>, request: ProduceRequest) -> Option
                     }
                 }
             }
-            match appender.partitions.append(partition, &mut write.records, now) {
+            match appender.partitions.append(partition, &write.records, now) {
                 Ok(info) => {
                     write.response.base_offset = info.base_offset;
                     write.response.log_append_time_ms = info.log_append_time_ms;

@@ -580,8 +580,8 @@ mod tests {
             value: Some(b"v".to_vec()),
         };
         let partition = partitions.partition("t", index).unwrap();
-        let mut batch = record_batch::encode(&[record], now_ms(), Some(producer));
-        let info = partitions.append_internal(&partition, &mut batch, now_ms()).unwrap();
+        let batch = record_batch::encode(&[record], now_ms(), Some(producer));
+        let info = partitions.append_internal(&partition, &batch, now_ms()).unwrap();
         partition.log.sync_to(info.last_offset + 1).unwrap();
     }
 

@@ -179,3 +179,28 @@ pub fn split_batches(mut bytes: &[u8]) -> Vec<&[u8]> {
     }
     out
 }
+
+/// `batches` as an append stores them, which leaves its input as it was:
+/// offsets from `base_offset`, `leader_epoch` stamped, and with LogAppendTime
+/// (`log_append_time_ms` >= 0, as the append answered) that time as the max
+/// timestamp, the timestamp type bit set and the CRC recomputed. The
+/// batches' own max timestamps must be right (as `encode` writes them).
+pub fn as_stored(batches: &[u8], base_offset: i64, leader_epoch: i32, log_append_time_ms: i64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(batches.len());
+    let mut next_offset = base_offset;
+    for b in split_batches(batches) {
+        let start = out.len();
+        out.extend_from_slice(b);
+        let stored = &mut out[start..];
+        stored[0..8].copy_from_slice(&next_offset.to_be_bytes());
+        stored[12..16].copy_from_slice(&leader_epoch.to_be_bytes());
+        if log_append_time_ms >= 0 {
+            let attributes = i16::from_be_bytes([stored[21], stored[22]]) | 0x08;
+            stored[21..23].copy_from_slice(&attributes.to_be_bytes());
+            stored[35..43].copy_from_slice(&log_append_time_ms.to_be_bytes());
+            fix_crc(stored);
+        }
+        next_offset += header(b).last_offset_delta as i64 + 1;
+    }
+    out
+}
