@@ -1,6 +1,7 @@
 //! Transactions over the wire: commit and abort, read_committed stopping at
 //! the last stable offset, zombie fencing, KIP-890's check, offsets committed
-//! inside a transaction, and a restart with a transaction left open.
+//! inside a transaction, a restart with a transaction left open, and
+//! transactional id expiration.
 
 mod common;
 
@@ -291,6 +292,45 @@ async fn a_transaction_left_open_by_a_restart_is_aborted_when_it_times_out() {
     assert!(
         described.transaction_states[0].producer_epoch > producer.1,
         "the timed-out producer is fenced"
+    );
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn an_idle_transactional_id_expires_and_starts_afresh_while_an_ongoing_one_stays() {
+    let settings = [
+        ("transactional.id.expiration.ms", "200"),
+        ("transaction.remove.expired.transaction.cleanup.interval.ms", "20"),
+    ];
+    let broker = TestBroker::start_in(Arc::new(tempfile::tempdir().unwrap()), &settings).await;
+    let mut client = Client::connect(&broker).await;
+    create_topic(&mut client, "kept", 1).await;
+    // The ongoing transaction's last update comes first: whenever the idle
+    // id is old enough to expire, so is it, had it been finished.
+    let busy = init(&mut client, "busy", 60_000).await;
+    assert_eq!(add_partition(&mut client, "busy", busy, "kept").await, 0);
+    let idle = init(&mut client, "idle", 60_000).await;
+
+    let describe = DescribeTransactionsRequest::default().with_transactional_ids(vec![txn_id("idle"), txn_id("busy")]);
+    let deadline = Instant::now() + WAIT;
+    let described = loop {
+        let described = client.call(&describe, 0).await;
+        if described.transaction_states[0].error_code == 105 {
+            break described;
+        }
+        assert!(Instant::now() < deadline, "the idle transactional id never expired");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(described.transaction_states[1].error_code, 0);
+    assert_eq!(described.transaction_states[1].transaction_state.as_str(), "Ongoing");
+
+    let renewed = init(&mut client, "idle", 60_000).await;
+    assert_ne!(renewed.0, idle.0, "a new producer id");
+    assert_eq!(renewed.1, 0);
+    assert_eq!(
+        end(&mut client, "busy", busy, true).await,
+        0,
+        "the ongoing transaction is intact"
     );
     broker.stop().await;
 }

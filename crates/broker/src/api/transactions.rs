@@ -410,7 +410,9 @@ pub async fn end_txn(state: &Arc<BrokerState>, request: EndTxnRequest) -> EndTxn
 }
 
 /// Every `transaction.abort.timed.out.transaction.cleanup.interval.ms`:
-/// aborts timed-out transactions and completes any whose markers failed.
+/// aborts timed-out transactions and completes any whose markers failed;
+/// every `transaction.remove.expired.transaction.cleanup.interval.ms` it
+/// also removes transactional ids past `transactional.id.expiration.ms`.
 pub async fn check_transactions(state: &Arc<BrokerState>) {
     let worker = state.clone();
     let ended = blocking(move || worker.transactions.check_transactions(&worker.partitions)).await;

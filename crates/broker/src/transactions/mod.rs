@@ -3,18 +3,23 @@
 //! two-phase completion: the decision (PrepareCommit/PrepareAbort) is made
 //! durable in `__transaction_state`, then a marker goes to every partition,
 //! then the transaction is complete. After a crash, prepared transactions are
-//! completed on start; ongoing ones are aborted when they time out.
+//! completed on start; ongoing ones are aborted when they time out. Ids
+//! left idle past `transactional.id.expiration.ms` are removed
+//! (`expiration.rs`).
 //!
 //! Thread safety: called from blocking threads only. Each transactional id
 //! has its own lock, held across that id's log writes so its log and memory
 //! agree; different ids proceed in parallel and share fsyncs (group commit).
-//! The map of ids is locked only to find an entry. A separate lock keeps
+//! The map of ids is locked only to find an entry (and, by the expiration,
+//! to drop one while holding that id's lock). A separate lock keeps
 //! what the produce path checks (KIP-890): which partitions each producer's
 //! ongoing transaction has added.
 
+mod expiration;
 pub mod txn_log;
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -32,7 +37,8 @@ type PartitionSet = BTreeSet<(String, i32)>;
 /// The coordinator epoch stamped in markers: one coordinator on a single node.
 const COORDINATOR_EPOCH: i32 = 0;
 
-/// One transactional id's state (None until its first InitProducerId).
+/// One transactional id's state (None until its first InitProducerId; Dead
+/// once the expiration has removed it from the map).
 type Entry = Arc<Mutex<Option<TxnRecord>>>;
 
 pub struct TransactionCoordinator {
@@ -43,8 +49,16 @@ pub struct TransactionCoordinator {
     pub log_partitions: i32,
     /// `transaction.max.timeout.ms`
     pub max_timeout_ms: i32,
-    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`
+    /// How often `check_transactions` runs: every
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`, or
+    /// more often if the expiration's interval is shorter.
     pub cleanup_interval: Duration,
+    /// `transactional.id.expiration.ms`
+    pub transactional_id_expiration_ms: i64,
+    /// `transaction.remove.expired.transaction.cleanup.interval.ms`
+    pub remove_expired_interval_ms: i64,
+    /// When `check_transactions` next runs the expiration (epoch ms).
+    next_expiration_ms: AtomicI64,
 }
 
 /// What EndTxn and the timeout both do: finish a transaction one way.
@@ -80,14 +94,32 @@ impl TransactionCoordinator {
                 None => Ok(default),
             }
         };
+        // Kafka's INT settings with atLeast(1): anything else stops the broker.
+        let interval = |key: &str, default: i64| -> Result<i64, ConfigError> {
+            let value = number(key, default)?;
+            if !(1..=i32::MAX as i64).contains(&value) {
+                return Err(ConfigError::Invalid {
+                    key: key.to_string(),
+                    value: value.to_string(),
+                    reason: format!("must be between 1 and {}", i32::MAX),
+                });
+            }
+            Ok(value)
+        };
+        let abort_interval_ms = number("transaction.abort.timed.out.transaction.cleanup.interval.ms", 10_000)?.max(1);
+        let transactional_id_expiration_ms = interval("transactional.id.expiration.ms", 604_800_000)?;
+        let remove_expired_interval_ms =
+            interval("transaction.remove.expired.transaction.cleanup.interval.ms", 3_600_000)?;
         Ok(TransactionCoordinator {
             transactions: Mutex::new(HashMap::new()),
             ongoing: Mutex::new(HashMap::new()),
             log_partitions: number("transaction.state.log.num.partitions", 50)?.clamp(1, 10_000) as i32,
             max_timeout_ms: number("transaction.max.timeout.ms", 900_000)?.clamp(1, i32::MAX as i64) as i32,
-            cleanup_interval: Duration::from_millis(
-                number("transaction.abort.timed.out.transaction.cleanup.interval.ms", 10_000)?.max(1) as u64,
-            ),
+            cleanup_interval: Duration::from_millis(abort_interval_ms.min(remove_expired_interval_ms) as u64),
+            transactional_id_expiration_ms,
+            remove_expired_interval_ms,
+            // As Kafka schedules it: the first run one interval after start.
+            next_expiration_ms: AtomicI64::new(now_ms() + remove_expired_interval_ms),
         })
     }
 
@@ -112,6 +144,22 @@ impl TransactionCoordinator {
     fn entry(&self, id: &str) -> Entry {
         let mut transactions = self.transactions.lock().unwrap_or_else(|e| e.into_inner());
         Arc::clone(transactions.entry(id.to_string()).or_default())
+    }
+
+    /// Runs `f` on `id`'s state under that id's lock. The expiration may
+    /// remove an id while a request waits for its lock: it marks the entry
+    /// Dead before dropping it from the map, and the request then looks
+    /// the id up again (finding a fresh entry), so nothing is ever written
+    /// to an entry the map no longer holds.
+    fn with_id<R>(&self, id: &str, f: impl FnOnce(&mut Option<TxnRecord>) -> R) -> R {
+        loop {
+            let entry = self.entry(id);
+            let mut current = lock(&entry);
+            if current.as_ref().is_some_and(|record| record.state == TxnState::Dead) {
+                continue;
+            }
+            return f(&mut current);
+        }
     }
 
     /// Every id's lock, for the periodic checks and the admin listings.
@@ -357,53 +405,53 @@ impl TransactionCoordinator {
         }
         internal_topics::ensure(partitions, TRANSACTION_TOPIC, self.log_partitions)
             .map_err(|_| COORDINATOR_NOT_AVAILABLE)?;
-        let entry = self.entry(id);
-        let mut current = lock(&entry);
-        let now = now_ms();
-        let mut record = match current.as_ref() {
-            None => {
-                let producer_id = producer_ids.next_id(partitions).map_err(|e| e.code())?;
-                TxnRecord {
-                    producer_id,
-                    producer_epoch: -1,
-                    timeout_ms,
-                    state: TxnState::Empty,
-                    partitions: BTreeSet::new(),
-                    last_update_ms: now,
-                    start_ms: -1,
+        self.with_id(id, |current| {
+            let now = now_ms();
+            let mut record = match current.as_ref() {
+                None => {
+                    let producer_id = producer_ids.next_id(partitions).map_err(|e| e.code())?;
+                    TxnRecord {
+                        producer_id,
+                        producer_epoch: -1,
+                        timeout_ms,
+                        state: TxnState::Empty,
+                        partitions: BTreeSet::new(),
+                        last_update_ms: now,
+                        start_ms: -1,
+                    }
                 }
+                Some(existing) => existing.clone(),
+            };
+            if matches!(record.state, TxnState::PrepareCommit | TxnState::PrepareAbort) {
+                return Err(CONCURRENT_TRANSACTIONS);
             }
-            Some(existing) => existing.clone(),
-        };
-        if matches!(record.state, TxnState::PrepareCommit | TxnState::PrepareAbort) {
-            return Err(CONCURRENT_TRANSACTIONS);
-        }
-        // The epoch moves before any abort, so the abort markers (written
-        // with the old producer id) fence the old producer's writes.
-        let exhausted = record.producer_epoch >= i16::MAX - 1;
-        record.producer_epoch = record.producer_epoch.saturating_add(1);
-        let mut aborted = None;
-        if record.state == TxnState::Ongoing {
-            tracing::info!(
-                transactional_id = id,
-                "aborting the ongoing transaction of a fenced producer"
-            );
-            self.end(partitions, id, &mut record, Outcome::Abort)?;
-            aborted = Some(record.producer_id);
-        }
-        // Past the last epoch, the transactional id moves to a new producer id.
-        if exhausted {
-            record.producer_id = producer_ids.next_id(partitions).map_err(|e| e.code())?;
-            record.producer_epoch = 0;
-        }
-        record.timeout_ms = timeout_ms;
-        record.state = TxnState::Empty;
-        record.partitions.clear();
-        record.last_update_ms = now;
-        self.persist(partitions, id, &record, true)?;
-        let answer = (record.producer_id, record.producer_epoch);
-        *current = Some(record);
-        Ok((answer, aborted))
+            // The epoch moves before any abort, so the abort markers (written
+            // with the old producer id) fence the old producer's writes.
+            let exhausted = record.producer_epoch >= i16::MAX - 1;
+            record.producer_epoch = record.producer_epoch.saturating_add(1);
+            let mut aborted = None;
+            if record.state == TxnState::Ongoing {
+                tracing::info!(
+                    transactional_id = id,
+                    "aborting the ongoing transaction of a fenced producer"
+                );
+                self.end(partitions, id, &mut record, Outcome::Abort)?;
+                aborted = Some(record.producer_id);
+            }
+            // Past the last epoch, the transactional id moves to a new producer id.
+            if exhausted {
+                record.producer_id = producer_ids.next_id(partitions).map_err(|e| e.code())?;
+                record.producer_epoch = 0;
+            }
+            record.timeout_ms = timeout_ms;
+            record.state = TxnState::Empty;
+            record.partitions.clear();
+            record.last_update_ms = now;
+            self.persist(partitions, id, &record, true)?;
+            let answer = (record.producer_id, record.producer_epoch);
+            *current = Some(record);
+            Ok((answer, aborted))
+        })
     }
 
     /// Checks a request's producer id and epoch against the transactional
@@ -431,28 +479,28 @@ impl TransactionCoordinator {
         epoch: i16,
         added: &[(String, i32)],
     ) -> Result<(), i16> {
-        let entry = self.entry(id);
-        let mut current = lock(&entry);
-        let record = Self::check_producer(current.as_mut(), producer_id, epoch)?;
-        if matches!(record.state, TxnState::PrepareCommit | TxnState::PrepareAbort) {
-            return Err(CONCURRENT_TRANSACTIONS);
-        }
-        if record.state == TxnState::Ongoing && added.iter().all(|p| record.partitions.contains(p)) {
-            return Ok(());
-        }
-        let mut updated = record.clone();
-        if updated.state != TxnState::Ongoing {
-            updated.state = TxnState::Ongoing;
-            updated.start_ms = now_ms();
-        }
-        updated.partitions.extend(added.iter().cloned());
-        updated.last_update_ms = now_ms();
-        // Not waited for: a decision (EndTxn, or an abort on timeout or
-        // fencing) syncs this record with it, and a machine crash before
-        // any decision is repaired on start (`end_unknown_transactions`).
-        self.persist(partitions, id, &updated, false)?;
-        *record = updated;
-        Ok(())
+        self.with_id(id, |current| {
+            let record = Self::check_producer(current.as_mut(), producer_id, epoch)?;
+            if matches!(record.state, TxnState::PrepareCommit | TxnState::PrepareAbort) {
+                return Err(CONCURRENT_TRANSACTIONS);
+            }
+            if record.state == TxnState::Ongoing && added.iter().all(|p| record.partitions.contains(p)) {
+                return Ok(());
+            }
+            let mut updated = record.clone();
+            if updated.state != TxnState::Ongoing {
+                updated.state = TxnState::Ongoing;
+                updated.start_ms = now_ms();
+            }
+            updated.partitions.extend(added.iter().cloned());
+            updated.last_update_ms = now_ms();
+            // Not waited for: a decision (EndTxn, or an abort on timeout or
+            // fencing) syncs this record with it, and a machine crash before
+            // any decision is repaired on start (`end_unknown_transactions`).
+            self.persist(partitions, id, &updated, false)?;
+            *record = updated;
+            Ok(())
+        })
     }
 
     /// EndTxn: commit or abort the ongoing transaction. As Kafka does, the
@@ -470,54 +518,55 @@ impl TransactionCoordinator {
         outcome: Outcome,
         decided: impl FnOnce(Result<(), i16>),
     ) -> bool {
-        let entry = self.entry(id);
-        let mut current = lock(&entry);
-        let record = match Self::check_producer(current.as_mut(), producer_id, epoch) {
-            Ok(record) => record,
-            Err(code) => {
+        self.with_id(id, |current| {
+            let record = match Self::check_producer(current.as_mut(), producer_id, epoch) {
+                Ok(record) => record,
+                Err(code) => {
+                    decided(Err(code));
+                    return false;
+                }
+            };
+            match (record.state, outcome) {
+                (TxnState::Ongoing, _) => {}
+                (TxnState::CompleteCommit, Outcome::Commit) | (TxnState::CompleteAbort, Outcome::Abort) => {
+                    decided(Ok(()));
+                    return false;
+                }
+                (TxnState::PrepareCommit | TxnState::PrepareAbort, _) => {
+                    decided(Err(CONCURRENT_TRANSACTIONS));
+                    return false;
+                }
+                _ => {
+                    decided(Err(INVALID_TXN_STATE));
+                    return false;
+                }
+            }
+            if let Err(code) = self.prepare(partitions, id, record, outcome) {
                 decided(Err(code));
                 return false;
             }
-        };
-        match (record.state, outcome) {
-            (TxnState::Ongoing, _) => {}
-            (TxnState::CompleteCommit, Outcome::Commit) | (TxnState::CompleteAbort, Outcome::Abort) => {
-                decided(Ok(()));
-                return false;
+            decided(Ok(()));
+            match self.complete(partitions, id, record, outcome) {
+                Ok(()) => true,
+                Err(code) => {
+                    // Still prepared: the periodic check writes the markers again.
+                    tracing::error!(
+                        transactional_id = id,
+                        code,
+                        "cannot write the markers of a decided transaction"
+                    );
+                    false
+                }
             }
-            (TxnState::PrepareCommit | TxnState::PrepareAbort, _) => {
-                decided(Err(CONCURRENT_TRANSACTIONS));
-                return false;
-            }
-            _ => {
-                decided(Err(INVALID_TXN_STATE));
-                return false;
-            }
-        }
-        if let Err(code) = self.prepare(partitions, id, record, outcome) {
-            decided(Err(code));
-            return false;
-        }
-        decided(Ok(()));
-        match self.complete(partitions, id, record, outcome) {
-            Ok(()) => true,
-            Err(code) => {
-                // Still prepared: the periodic check writes the markers again.
-                tracing::error!(
-                    transactional_id = id,
-                    code,
-                    "cannot write the markers of a decided transaction"
-                );
-                false
-            }
-        }
+        })
     }
 
     /// The periodic check: completes prepared transactions whose markers
     /// failed, and aborts ongoing transactions older than their timeout,
     /// bumping the epoch so the timed-out producer is fenced (as Kafka
-    /// does). Returns the producer ids of the transactions it ended and
-    /// whether each committed.
+    /// does); once every `transaction.remove.expired.transaction.cleanup.interval.ms`
+    /// it also removes expired transactional ids. Returns the producer ids
+    /// of the transactions it ended and whether each committed.
     pub fn check_transactions(&self, partitions: &PartitionManager) -> Vec<(i64, bool)> {
         let mut ended = self.complete_prepared(partitions);
         let now = now_ms();
@@ -538,6 +587,7 @@ impl TransactionCoordinator {
                 Err(code) => tracing::error!(transactional_id = %id, code, "cannot abort a timed-out transaction"),
             }
         }
+        self.expire_if_due(partitions, now);
         ended
     }
 
@@ -547,6 +597,7 @@ impl TransactionCoordinator {
             .entries()
             .into_iter()
             .filter_map(|(id, entry)| lock(&entry).clone().map(|record| (id, record)))
+            .filter(|(_, record)| record.state != TxnState::Dead)
             .collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all
@@ -564,7 +615,7 @@ mod tests {
     use crate::record_batch::{self, InternalRecord};
 
     /// A broker's partitions on a fresh directory, with topic `t` of two partitions.
-    fn partitions(dir: &std::path::Path) -> (BrokerConfig, PartitionManager) {
+    pub(super) fn partitions(dir: &std::path::Path) -> (BrokerConfig, PartitionManager) {
         let settings = [("log.dirs".to_string(), dir.display().to_string())];
         let config = BrokerConfig::load(None, &settings).unwrap();
         let partitions = PartitionManager::open(config.clone()).unwrap();
@@ -574,7 +625,7 @@ mod tests {
 
     /// Writes one transactional record of `producer` to `t`-`index`, as a
     /// produce the coordinator let in would.
-    fn write_transactional(partitions: &PartitionManager, index: i32, producer: (i64, i16)) {
+    pub(super) fn write_transactional(partitions: &PartitionManager, index: i32, producer: (i64, i16)) {
         let record = InternalRecord {
             key: b"k".to_vec(),
             value: Some(b"v".to_vec()),

@@ -18,6 +18,8 @@ pub enum TxnState {
     PrepareAbort = 3,
     CompleteCommit = 4,
     CompleteAbort = 5,
+    /// Removed by the transactional id expiration: held only in memory by
+    /// the removed entry (the log gets a tombstone instead).
     Dead = 6,
     PrepareEpochFence = 7,
 }
@@ -64,10 +66,16 @@ pub struct TxnRecord {
     pub start_ms: i64,
 }
 
-pub fn encode(transactional_id: &str, record: &TxnRecord) -> InternalRecord {
+/// The key of `transactional_id`'s records (version 0).
+fn key(transactional_id: &str) -> Vec<u8> {
     let mut key = Vec::new();
     key.extend_from_slice(&0i16.to_be_bytes());
     put_str(&mut key, transactional_id);
+    key
+}
+
+pub fn encode(transactional_id: &str, record: &TxnRecord) -> InternalRecord {
+    let key = key(transactional_id);
     let mut value = Vec::new();
     value.extend_from_slice(&0i16.to_be_bytes());
     value.extend_from_slice(&record.producer_id.to_be_bytes());
@@ -94,6 +102,15 @@ pub fn encode(transactional_id: &str, record: &TxnRecord) -> InternalRecord {
     InternalRecord {
         key,
         value: Some(value),
+    }
+}
+
+/// The record that removes `transactional_id` (a null value): replay
+/// forgets the id, and compaction eventually drops its earlier records.
+pub fn tombstone(transactional_id: &str) -> InternalRecord {
+    InternalRecord {
+        key: key(transactional_id),
+        value: None,
     }
 }
 
@@ -160,7 +177,12 @@ mod tests {
             decode(&encoded.key, encoded.value.as_deref()),
             Some(("tx-1".to_string(), Some(record)))
         );
-        assert_eq!(decode(&encoded.key, None), Some(("tx-1".to_string(), None)));
+        let removed = tombstone("tx-1");
+        assert_eq!(removed.key, encoded.key);
+        assert_eq!(
+            decode(&removed.key, removed.value.as_deref()),
+            Some(("tx-1".to_string(), None))
+        );
         assert_eq!(decode(&[0, 1, 0, 0], None), None, "unknown key versions are skipped");
     }
 }
