@@ -45,6 +45,7 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("max.connections", "2147483647"),
     ("max.connections.per.ip", "2147483647"),
     ("connections.max.idle.ms", "600000"),
+    ("queued.max.requests", "500"),
     ("log.segment.bytes", "1073741824"),
     ("log.roll.ms", "604800000"),
     ("log.index.size.max.bytes", "10485760"),
@@ -222,6 +223,19 @@ impl BrokerConfig {
         value
             .parse::<T>()
             .map_err(|error| self.invalid(key, &error.to_string()))
+    }
+
+    /// [`parse`](Self::parse), refusing values below `min` (Kafka's `atLeast` validator).
+    pub fn parse_at_least<T>(&self, key: &str, min: T) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + std::fmt::Display,
+        T::Err: std::fmt::Display,
+    {
+        let value = self.parse::<T>(key)?;
+        if value < min {
+            return Err(self.invalid(key, &format!("must be at least {min}")));
+        }
+        Ok(value)
     }
 
     fn invalid(&self, key: &str, reason: &str) -> ConfigError {

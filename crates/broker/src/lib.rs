@@ -85,6 +85,9 @@ impl Broker {
             max_connections: config.parse::<usize>("max.connections")?.min(SEMAPHORE_MAX),
             max_connections_per_ip: config.parse::<usize>("max.connections.per.ip")?,
             idle_timeout: Duration::from_millis(config.parse::<u64>("connections.max.idle.ms")?),
+            queued_max_requests: config
+                .parse_at_least::<usize>("queued.max.requests", 1)?
+                .min(SEMAPHORE_MAX),
         };
         let cluster_id = load_cluster_id(&config.log_dir, node_id)?;
         let groups = GroupCoordinator::new(&config)?;

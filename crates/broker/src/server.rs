@@ -4,6 +4,12 @@
 //! connection are handled one at a time and answered in order (Kafka mutes a
 //! connection while its request is in flight); every connection runs in its
 //! own task, so a slow request never stalls another connection.
+//!
+//! Requests read but not yet being handled are bounded across the broker by
+//! `queued.max.requests`, Kafka's request queue: a connection whose next
+//! request finds the queue full stops reading until a slot frees, so the
+//! client feels TCP backpressure. A request leaves the queue when its
+//! handling starts; waiting requests (a long poll, a join) hold no slot.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -14,17 +20,19 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::dispatch::{self, Outcome};
 use crate::state::BrokerState;
 
-/// Kafka's connection limits: `max.connections`, `max.connections.per.ip`, `connections.max.idle.ms`.
+/// Kafka's connection and request limits: `max.connections`,
+/// `max.connections.per.ip`, `connections.max.idle.ms`, `queued.max.requests`.
 #[derive(Debug, Clone)]
 pub struct ConnectionLimits {
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
     pub idle_timeout: Duration,
+    pub queued_max_requests: usize,
 }
 
 /// Open connections per client address; an entry goes when its count reaches zero.
@@ -59,6 +67,7 @@ pub async fn serve(listener: TcpListener, state: Arc<BrokerState>, mut shutdown:
     let limits = state.connection_limits.clone();
     let max_connections = limits.max_connections;
     let permits = Arc::new(Semaphore::new(max_connections));
+    let request_queue = Arc::new(Semaphore::new(limits.queued_max_requests));
     let per_ip = Arc::new(PerIpCounts::default());
     loop {
         let accepted = tokio::select! {
@@ -84,9 +93,10 @@ pub async fn serve(listener: TcpListener, state: Arc<BrokerState>, mut shutdown:
         let state = state.clone();
         let shutdown = shutdown.clone();
         let per_ip = per_ip.clone();
+        let request_queue = request_queue.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            if let Err(reason) = handle_connection(stream, peer, id, state, shutdown).await {
+            if let Err(reason) = handle_connection(stream, peer, id, state, request_queue, shutdown).await {
                 tracing::info!(%peer, connection = id, "closing connection: {reason}");
             }
             per_ip.remove(peer.ip());
@@ -104,6 +114,7 @@ async fn handle_connection(
     peer: SocketAddr,
     connection_id: u64,
     state: Arc<BrokerState>,
+    request_queue: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), String> {
     let _ = stream.set_nodelay(true);
@@ -112,6 +123,7 @@ async fn handle_connection(
     let reading = tokio::spawn(read_frames(
         reader,
         frames,
+        request_queue,
         state.socket_request_max_bytes,
         state.connection_limits.idle_timeout,
     ));
@@ -123,8 +135,9 @@ async fn handle_connection(
             _ = shutdown.changed() => break Ok(()),
         };
         // The reader ends the queue with its reason to stop, or closes it at a clean end of stream.
+        // Handling starts: the request leaves the queue.
         let frame = match frame {
-            Some(Ok(frame)) => frame,
+            Some(Ok((frame, _queued))) => frame,
             Some(Err(reason)) => break Err(reason),
             None => break Ok(()),
         };
@@ -147,17 +160,25 @@ async fn handle_connection(
     result
 }
 
+/// A request read off the socket, with its slot in the request queue.
+type QueuedFrame = (Bytes, OwnedSemaphorePermit);
+
 /// Reads frames into `frames` until the stream ends, a frame is bad, or the
-/// connection stays idle for `idle_timeout`.
+/// connection stays idle for `idle_timeout`. Each complete frame waits for a
+/// slot in `request_queue` before the next is read.
 async fn read_frames(
-    mut reader: tokio::net::tcp::OwnedReadHalf,
-    frames: tokio::sync::mpsc::Sender<Result<Bytes, String>>,
+    mut reader: impl AsyncReadExt + Unpin,
+    frames: tokio::sync::mpsc::Sender<Result<QueuedFrame, String>>,
+    request_queue: Arc<Semaphore>,
     max_bytes: usize,
     idle_timeout: Duration,
 ) {
     loop {
         let frame = match tokio::time::timeout(idle_timeout, read_frame(&mut reader, max_bytes)).await {
-            Ok(Ok(Some(frame))) => Ok(frame),
+            Ok(Ok(Some(frame))) => match request_queue.clone().acquire_owned().await {
+                Ok(slot) => Ok((frame, slot)),
+                Err(_) => return, // the queue is never closed
+            },
             Ok(Ok(None)) => return,
             Ok(Err(reason)) => Err(reason),
             Err(_) => Err(format!("idle for connections.max.idle.ms={}", idle_timeout.as_millis())),
@@ -200,4 +221,36 @@ async fn read_frame(reader: &mut (impl AsyncReadExt + Unpin), max_bytes: usize) 
         remaining -= frame.len() - before;
     }
     Ok(Some(frame.freeze()))
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+
+    /// A queue of one slot: a connection's next request is read only once
+    /// the previous one leaves the queue (its handling starts).
+    #[tokio::test(start_paused = true)]
+    async fn a_full_request_queue_stops_reading_until_a_slot_frees() {
+        let (mut client, server) = tokio::io::duplex(1024);
+        for body in [b"one".as_slice(), b"two", b"three"] {
+            client.write_all(&(body.len() as i32).to_be_bytes()).await.unwrap();
+            client.write_all(body).await.unwrap();
+        }
+        let queue = Arc::new(Semaphore::new(1));
+        let (frames, mut queued) = tokio::sync::mpsc::channel(READ_AHEAD_REQUESTS);
+        let idle = Duration::from_secs(600);
+        tokio::spawn(read_frames(server, frames, queue.clone(), 1024, idle));
+
+        let (first, slot) = queued.recv().await.unwrap().unwrap();
+        assert_eq!(first, "one");
+        // However long the first waits, the second is not read meanwhile.
+        let waited = tokio::time::timeout(Duration::from_secs(60), queued.recv()).await;
+        assert!(waited.is_err(), "a request was read past a full queue");
+        assert_eq!(queue.available_permits(), 0);
+        drop(slot);
+        let (second, _slot) = queued.recv().await.unwrap().unwrap();
+        assert_eq!(second, "two");
+    }
 }

@@ -368,6 +368,57 @@ async fn connection_limits_are_enforced() {
     broker.stop().await;
 }
 
+/// With a request queue of one slot (`queued.max.requests=1`), pipelined
+/// requests of several connections are all answered, in order, while a
+/// long poll waits: a waiting request holds no slot. A queue of none is
+/// refused at start.
+#[tokio::test]
+async fn a_one_slot_request_queue_serves_every_pipelined_request() {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let broker = TestBroker::start_in(dir, &[("queued.max.requests", "1")]).await;
+    let mut setup = Client::connect(&broker).await;
+    create_topic(&mut setup, "quiet", 1).await;
+    let mut waiting = Client::connect(&broker).await;
+    waiting.send(&fetch_request("quiet", 0, 30_000), 12).await;
+
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        clients.push(Client::connect(&broker).await);
+    }
+    for client in clients.iter_mut() {
+        for _ in 0..25 {
+            client.send(&ApiVersionsRequest::default(), 3).await;
+        }
+    }
+    for client in clients.iter_mut() {
+        for expected in 1..=25 {
+            let mut frame = client.receive_raw().await.expect("every request is answered");
+            let header = ResponseHeader::decode(&mut frame, 0).unwrap();
+            assert_eq!(header.correlation_id, expected, "answers come in order");
+        }
+    }
+
+    // The long poll was still waiting: it answers with the record produced now.
+    let produced = setup.call(&produce_request("quiet", 1, batch(&["late"])), 9).await;
+    assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
+    let mut frame = waiting.receive_raw().await.expect("the long poll ends");
+    ResponseHeader::decode(&mut frame, 1).unwrap();
+    let fetched = FetchResponse::decode(&mut frame, 12).unwrap();
+    assert_eq!(values_of(fetched.responses[0].partitions[0].records.clone()), ["late"]);
+    broker.stop().await;
+
+    let empty = tempfile::tempdir().unwrap();
+    let overrides = [
+        ("listeners", "PLAINTEXT://127.0.0.1:0".to_string()),
+        ("log.dirs", empty.path().display().to_string()),
+        ("queued.max.requests", "0".to_string()),
+    ]
+    .map(|(key, value)| (key.to_string(), value));
+    let config = gregor_broker::BrokerConfig::load(None, &overrides).unwrap();
+    let refused = gregor_broker::Broker::bind(config).await.err().expect("refused");
+    assert!(refused.to_string().contains("queued.max.requests"), "{refused}");
+}
+
 #[tokio::test]
 async fn idempotent_retries_are_stored_once_and_gaps_refused() {
     let broker = TestBroker::start().await;
