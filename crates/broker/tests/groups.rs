@@ -472,3 +472,105 @@ async fn consumer_protocol_members_share_partitions_without_a_barrier() {
     );
     broker.stop().await;
 }
+
+async fn describe_consumer_group(
+    client: &mut Client,
+    group_id: &str,
+) -> kafka_protocol::messages::consumer_group_describe_response::DescribedGroup {
+    let request = ConsumerGroupDescribeRequest::default().with_group_ids(vec![group(group_id)]);
+    client.call(&request, 0).await.groups.into_iter().next().unwrap()
+}
+
+#[tokio::test]
+async fn consumer_protocol_groups_survive_a_restart_mid_rebalance() {
+    use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let broker = TestBroker::start_in(dir.clone(), &[]).await;
+    let mut client = Client::connect(&broker).await;
+    create_topic(&mut client, "orders", 4).await;
+    let beat = |member: &str, epoch: i32| {
+        ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(group("lasting"))
+            .with_member_id(text(member))
+            .with_member_epoch(epoch)
+    };
+    let join = |member: &str| {
+        beat(member, 0)
+            .with_rebalance_timeout_ms(60_000)
+            .with_subscribed_topic_names(Some(vec![name("orders")]))
+            .with_topic_partitions(Some(vec![]))
+    };
+    let a = client.call(&join("member-a"), 1).await;
+    assert_eq!(a.error_code, 0, "{:?}", a.error_message);
+    let topic_id = a.assignment.unwrap().topic_partitions[0].topic_id;
+    let b = client.call(&join("member-b"), 1).await;
+    // a is asked to give up half and has not yet: the group is mid-rebalance.
+    let told = client.call(&beat("member-a", a.member_epoch), 1).await;
+    let keep = told.assignment.unwrap().topic_partitions[0].partitions.clone();
+    let before = describe_consumer_group(&mut client, "lasting").await;
+    assert_eq!(before.group_state.as_str(), "Reconciling");
+    assert_eq!(before.members.len(), 2);
+    broker.stop().await;
+
+    let broker = TestBroker::start_in(dir.clone(), &[]).await;
+    let mut client = Client::connect(&broker).await;
+    let after = describe_consumer_group(&mut client, "lasting").await;
+    assert_eq!(
+        after, before,
+        "epochs, members, assignments and targets as before the restart"
+    );
+
+    // The members carry on with the epochs they had: no rejoin.
+    let owned = |partitions: Vec<i32>| {
+        Some(vec![
+            TopicPartitions::default()
+                .with_topic_id(topic_id)
+                .with_partitions(partitions),
+        ])
+    };
+    let released = client
+        .call(
+            &beat("member-a", a.member_epoch).with_topic_partitions(owned(keep.clone())),
+            1,
+        )
+        .await;
+    assert_eq!(released.error_code, 0, "{:?}", released.error_message);
+    assert!(released.member_epoch > a.member_epoch, "the revocation completes");
+    let received = client
+        .call(
+            &beat("member-b", b.member_epoch).with_topic_partitions(owned(vec![])),
+            1,
+        )
+        .await;
+    assert_eq!(received.error_code, 0, "{:?}", received.error_message);
+    let got = received.assignment.unwrap().topic_partitions[0].partitions.clone();
+    let mut all: Vec<i32> = keep.into_iter().chain(got).collect();
+    all.sort();
+    assert_eq!(all, [0, 1, 2, 3], "b receives what a released");
+    let unknown = client.call(&beat("member-c", 3), 1).await;
+    assert_eq!(unknown.error_code, 25, "UNKNOWN_MEMBER_ID for a member never seen");
+    let stable = describe_consumer_group(&mut client, "lasting").await;
+    assert_eq!(stable.group_state.as_str(), "Stable");
+
+    // Left and deleted, the group stays gone after another restart.
+    for (member, epoch) in [("member-a", released.member_epoch), ("member-b", received.member_epoch)] {
+        let left = client.call(&beat(member, epoch).with_member_epoch(-1), 1).await;
+        assert_eq!(left.error_code, 0);
+    }
+    let deleted = client
+        .call(
+            &DeleteGroupsRequest::default().with_groups_names(vec![group("lasting")]),
+            2,
+        )
+        .await;
+    assert_eq!(deleted.results[0].error_code, 0);
+    broker.stop().await;
+    let broker = TestBroker::start_in(dir, &[]).await;
+    let mut client = Client::connect(&broker).await;
+    assert_eq!(
+        describe_consumer_group(&mut client, "lasting").await.error_code,
+        69,
+        "GROUP_ID_NOT_FOUND"
+    );
+    broker.stop().await;
+}

@@ -14,8 +14,10 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
+use super::blocking;
 use crate::dispatch::Request;
 use crate::errors::*;
+use crate::groups;
 use crate::groups::assignors::TopicPartition;
 use crate::groups::consumer::{ConsumerGroupState, Heartbeat};
 use crate::groups::group::Group;
@@ -31,7 +33,7 @@ fn invalid(message: &str) -> ConsumerGroupHeartbeatResponse {
         .with_error_message(Some(text(message)))
 }
 
-pub fn heartbeat(
+pub async fn heartbeat(
     state: &Arc<BrokerState>,
     request: &Request<'_>,
     body: ConsumerGroupHeartbeatRequest,
@@ -86,19 +88,26 @@ pub fn heartbeat(
     };
     let topics = |name: &str| state.partitions.topic(name).map(|t| (t.image.id, t.image.partitions));
     let limits = &state.groups.limits;
-    let answer = {
+    let group_id = body.group_id.to_string();
+    let (answer, changed) = {
         let mut all = state.groups.groups();
-        let group = all
-            .entry(body.group_id.to_string())
-            .or_insert_with(|| Group::new(&body.group_id));
+        let group = all.entry(group_id.clone()).or_insert_with(|| Group::new(&group_id));
         if !group.members.is_empty() {
-            Err(INCONSISTENT_GROUP_PROTOCOL)
+            (Err(INCONSISTENT_GROUP_PROTOCOL), false)
         } else {
-            group
-                .consumer
-                .get_or_insert_with(ConsumerGroupState::default)
-                .heartbeat(heartbeat, &topics, limits.max_size, Instant::now())
+            let consumer = group.consumer.get_or_insert_with(ConsumerGroupState::default);
+            let answer = consumer.heartbeat(heartbeat, &topics, limits.max_size, Instant::now());
+            let changed = answer.is_ok() && !consumer.unwritten(&group_id, Some(&member_id)).is_empty();
+            (answer, changed)
         }
+    };
+    state.groups.wake(&group_id);
+    // Kafka answers a heartbeat that changed the group once the change is
+    // in __consumer_offsets: a coordinator that restarts (or moves) then
+    // knows every epoch and assignment it handed out.
+    let answer = match (answer, changed) {
+        (Ok(answer), true) => write_changes(state, &group_id, &member_id).await.map(|()| answer),
+        (answer, _) => answer,
     };
     match answer {
         Ok(answer) => ConsumerGroupHeartbeatResponse::default()
@@ -118,6 +127,27 @@ pub fn heartbeat(
             .with_member_id(Some(text(member_id)))
             .with_member_epoch(-1),
     }
+}
+
+/// Writes what the offsets topic lacks of the group (this member's records,
+/// or the whole group's after an epoch moved), durably. Later heartbeats
+/// that wrote the same changes first leave nothing to write.
+async fn write_changes(state: &Arc<BrokerState>, group_id: &str, member_id: &str) -> Result<(), i16> {
+    let _writing = state.groups.writes.lock().await;
+    let records = match state.groups.groups().get(group_id).and_then(|g| g.consumer.as_ref()) {
+        Some(consumer) => consumer.unwritten(group_id, Some(member_id)),
+        None => return Ok(()),
+    };
+    if records.is_empty() {
+        return Ok(());
+    }
+    let worker = state.clone();
+    let group = group_id.to_string();
+    let written = records.clone();
+    let partitions = state.groups.offsets_partitions;
+    blocking(move || groups::write(&worker.partitions, partitions, &group, &written)).await?;
+    state.groups.written(group_id, &records);
+    Ok(())
 }
 
 fn by_topic(partitions: &BTreeSet<TopicPartition>) -> BTreeMap<Uuid, Vec<i32>> {

@@ -161,6 +161,7 @@ pub async fn join_group(state: &Arc<BrokerState>, request: &Request<'_>, body: J
             .or_insert_with(|| groups::group::Group::new(&body.group_id));
         group.join(join, &state.groups.limits, Instant::now())
     };
+    state.groups.wake(&body.group_id);
     let outcome = match waiting {
         Ok(receiver) => receiver.await.unwrap_or(JoinOutcome {
             error_code: UNKNOWN_MEMBER_ID,
@@ -355,6 +356,9 @@ pub async fn delete_groups(state: &Arc<BrokerState>, body: DeleteGroupsRequest) 
                         group: group.id.clone(),
                         value: None,
                     });
+                    if let Some(consumer) = &group.consumer {
+                        records.extend(consumer.tombstones(&group.id));
+                    }
                     Ok(records)
                 }
             }
@@ -380,23 +384,34 @@ pub async fn delete_groups(state: &Arc<BrokerState>, body: DeleteGroupsRequest) 
     DeleteGroupsResponse::default().with_results(results)
 }
 
-/// Writes the metadata of groups that settled (Stable or Empty) since their last write.
+/// Writes what the timers changed: the metadata of classic groups that
+/// settled (Stable or Empty) since their last write, KIP-848 groups' expired
+/// members, expired offsets and emptied groups' tombstones. One batch per group.
 pub async fn persist_settled_groups(state: &Arc<BrokerState>) {
+    // Held from the computation to the write: records reach the topic in the order they were computed.
+    let _writing = state.groups.writes.lock().await;
     let writes = state.groups.tick(Instant::now());
     if writes.is_empty() {
         return;
     }
-    let _writing = state.groups.writes.lock().await;
+    let mut by_group: Vec<(String, Vec<OffsetsRecord>)> = Vec::new();
+    for (group, record) in writes {
+        match by_group.last_mut() {
+            Some((last, records)) if *last == group => records.push(record),
+            _ => by_group.push((group, vec![record])),
+        }
+    }
     let worker = state.clone();
     blocking(move || {
-        for (group, record) in writes {
-            if let Err(code) = groups::write(&worker.partitions, worker.groups.offsets_partitions, &group, &[record]) {
-                tracing::error!(
+        for (group, records) in by_group {
+            match groups::write(&worker.partitions, worker.groups.offsets_partitions, &group, &records) {
+                Ok(()) => worker.groups.written(&group, &records),
+                Err(code) => tracing::error!(
                     group,
                     code,
                     "cannot write group metadata to {}",
                     offsets_topic::OFFSETS_TOPIC
-                );
+                ),
             }
         }
     })

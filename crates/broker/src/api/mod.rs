@@ -131,7 +131,7 @@ pub async fn handle(state: &Arc<BrokerState>, request: &Request<'_>, body: Reque
             ResponseKind::ListTransactions(transactions::list_transactions(state, body))
         }
         RequestKind::ConsumerGroupHeartbeat(body) => {
-            ResponseKind::ConsumerGroupHeartbeat(consumer_group::heartbeat(state, request, body))
+            ResponseKind::ConsumerGroupHeartbeat(consumer_group::heartbeat(state, request, body).await)
         }
         RequestKind::ConsumerGroupDescribe(body) => {
             ResponseKind::ConsumerGroupDescribe(consumer_group::describe(state, body))

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use super::assignors::{self, AssignorMember, TopicPartition};
+use super::consumer_store::StoredRecords;
 use crate::errors::*;
 
 pub struct ConsumerMember {
@@ -39,6 +40,8 @@ pub struct ConsumerGroupState {
     /// The partition counts of subscribed topics at the last epoch: a change
     /// (a topic created, deleted or grown) starts a new epoch.
     pub subscription_metadata: BTreeMap<String, (uuid::Uuid, i32)>,
+    /// What `__consumer_offsets` holds of this group (see `consumer_store`).
+    pub stored: StoredRecords,
 }
 
 /// One heartbeat, as the coordinator needs it.

@@ -665,6 +665,18 @@ impl Group {
         if self.consumer.is_some() { "consumer" } else { "classic" }
     }
 
+    /// Whether the coordinator's timer has anything to do for this group:
+    /// sessions to expire, a rebalance to complete, changes to write.
+    pub fn needs_timer(&self) -> bool {
+        !self.members.is_empty()
+            || !self.pending_members.is_empty()
+            || !matches!(self.state, GroupState::Empty | GroupState::Dead)
+            || self
+                .consumer
+                .as_ref()
+                .is_some_and(|c| !c.members.is_empty() || c.epochs_unwritten())
+    }
+
     /// No member of either protocol.
     pub fn has_no_members(&self) -> bool {
         self.members.is_empty() && self.consumer.as_ref().is_none_or(|c| c.members.is_empty())

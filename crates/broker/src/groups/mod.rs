@@ -9,16 +9,20 @@
 
 pub mod assignors;
 pub mod consumer;
+pub mod consumer_records;
+pub mod consumer_store;
 pub mod group;
 pub mod offsets_topic;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::config::{BrokerConfig, ConfigError};
 use crate::internal_topics;
 use crate::partitions::{PartitionManager, Topic, TopicError};
+use consumer::ConsumerGroupState;
+use consumer_store::StoredRecords;
 use group::{Group, GroupLimits, GroupState};
 use offsets_topic::{CommittedOffset, OFFSETS_TOPIC, OffsetsRecord};
 
@@ -40,6 +44,8 @@ pub struct GroupCoordinator {
     pub writes: tokio::sync::Mutex<()>,
     /// (generation, state) of each group as last written to the offsets topic.
     persisted: Mutex<HashMap<String, (i32, GroupState)>>,
+    /// The groups the timer walks (see [`GroupCoordinator::tick`]). Locked after `groups`.
+    timed: Mutex<HashSet<String>>,
     /// `offsets.retention.minutes`
     pub offsets_retention: Duration,
     /// Offsets committed inside ongoing transactions (TxnOffsetCommit), by
@@ -77,6 +83,7 @@ impl GroupCoordinator {
             metadata_max_bytes: number("offset.metadata.max.bytes", 4096)?.max(0) as usize,
             writes: tokio::sync::Mutex::new(()),
             persisted: Mutex::new(HashMap::new()),
+            timed: Mutex::new(HashSet::new()),
             pending_txn_offsets: Mutex::new(HashMap::new()),
             offsets_retention: Duration::from_secs(60 * number("offsets.retention.minutes", 10_080)?.max(1) as u64),
             offsets_retention_check: (
@@ -96,6 +103,7 @@ impl GroupCoordinator {
             return Ok(());
         };
         let mut snapshots = HashMap::new();
+        let mut consumer_groups: HashMap<String, StoredRecords> = HashMap::new();
         let mut groups = self.groups();
         let mut pending = self.pending_txn_offsets.lock().unwrap_or_else(|e| e.into_inner());
         for partition in &topic.partitions {
@@ -142,6 +150,9 @@ impl GroupCoordinator {
                     Some(OffsetsRecord::Group { group, value }) => {
                         snapshots.insert(group, value);
                     }
+                    Some(OffsetsRecord::ConsumerGroup { group, key, value }) => {
+                        consumer_store::apply(consumer_groups.entry(group).or_default(), key, value);
+                    }
                     None => {}
                 }
             }
@@ -165,38 +176,92 @@ impl GroupCoordinator {
                 }
             }
         }
-        tracing::info!(groups = groups.len(), "loaded consumer groups from {OFFSETS_TOPIC}");
+        // KIP-848 groups come back with their epochs and assignments: their
+        // members go on heartbeating as if the coordinator had not moved.
+        let mut consumer_count = 0;
+        for (id, stored) in consumer_groups {
+            if let Some(consumer) = ConsumerGroupState::restore(stored, now) {
+                consumer_count += 1;
+                groups.entry(id.clone()).or_insert_with(|| Group::new(&id)).consumer = Some(consumer);
+            }
+        }
+        let mut timed = self.timed.lock().unwrap_or_else(|e| e.into_inner());
+        timed.extend(groups.values().filter(|g| g.needs_timer()).map(|g| g.id.clone()));
+        tracing::info!(
+            groups = groups.len(),
+            consumer_groups = consumer_count,
+            "loaded consumer groups from {OFFSETS_TOPIC}"
+        );
         Ok(())
     }
 
     /// Expires sessions and overdue rebalances, and (every
     /// offsets.retention.check.interval.ms) expired offsets; returns the
-    /// records to write: metadata of newly Stable or Empty groups, tombstones.
+    /// records to write: metadata of newly Stable or Empty classic groups,
+    /// KIP-848 groups' changes, tombstones. Call it with `writes` held, so
+    /// the records reach the topic in the order they were computed.
+    ///
+    /// Only groups in `timed` are walked: a group with nothing left to time
+    /// (no members, no rebalance, nothing unwritten) leaves it, and so does
+    /// a deleted or expired group; a join or heartbeat brings one back.
     pub fn tick(&self, now: Instant) -> Vec<(String, OffsetsRecord)> {
         let mut groups = self.groups();
         let mut writes = self.expire_offsets(&mut groups, now);
         let mut persisted = self.persisted.lock().unwrap_or_else(|e| e.into_inner());
-        for group in groups.values_mut() {
-            group.expire(&self.limits, now);
-            // KIP-848 groups keep only their committed offsets across restarts for now.
-            if group.consumer.is_some() || !matches!(group.state, GroupState::Stable | GroupState::Empty) {
-                continue;
+        let mut timed = self.timed.lock().unwrap_or_else(|e| e.into_inner());
+        timed.retain(|id| match groups.get_mut(id) {
+            Some(group) => {
+                self.tick_group(group, &mut persisted, &mut writes, now);
+                group.needs_timer()
             }
-            let current = (group.generation, group.state);
-            let last = persisted.get(&group.id).copied();
-            // A group that only ever committed offsets (generation 0, Empty) has no metadata to keep.
-            if last != Some(current) && !(last.is_none() && group.generation == 0) {
-                persisted.insert(group.id.clone(), current);
-                writes.push((
-                    group.id.clone(),
-                    OffsetsRecord::Group {
-                        group: group.id.clone(),
-                        value: Some(group.snapshot()),
-                    },
-                ));
-            }
-        }
+            None => false,
+        });
         writes
+    }
+
+    fn tick_group(
+        &self,
+        group: &mut Group,
+        persisted: &mut HashMap<String, (i32, GroupState)>,
+        writes: &mut Vec<(String, OffsetsRecord)>,
+        now: Instant,
+    ) {
+        let changed = group.expire(&self.limits, now);
+        if let Some(consumer) = &group.consumer {
+            // KIP-848 groups write each change before answering the
+            // heartbeat that made it; here: expired members, and changes
+            // whose write failed.
+            if changed || consumer.epochs_unwritten() {
+                let id = &group.id;
+                writes.extend(consumer.unwritten(id, None).into_iter().map(|r| (id.clone(), r)));
+            }
+            return;
+        }
+        if !matches!(group.state, GroupState::Stable | GroupState::Empty) {
+            return;
+        }
+        let current = (group.generation, group.state);
+        let last = persisted.get(&group.id).copied();
+        // A group that only ever committed offsets (generation 0, Empty) has no metadata to keep.
+        if last != Some(current) && !(last.is_none() && group.generation == 0) {
+            persisted.insert(group.id.clone(), current);
+            writes.push((
+                group.id.clone(),
+                OffsetsRecord::Group {
+                    group: group.id.clone(),
+                    value: Some(group.snapshot()),
+                },
+            ));
+        }
+    }
+
+    /// Puts `group` on the timer walk (after a join or heartbeat). Call it
+    /// without the groups lock held.
+    pub fn wake(&self, group: &str) {
+        let mut timed = self.timed.lock().unwrap_or_else(|e| e.into_inner());
+        if !timed.contains(group) {
+            timed.insert(group.to_string());
+        }
     }
 
     /// KIP-211: the offsets of a group without members expire
@@ -246,7 +311,9 @@ impl GroupCoordinator {
         }
         let mut persisted = self.persisted.lock().unwrap_or_else(|e| e.into_inner());
         for id in emptied {
-            groups.remove(&id);
+            if let Some(consumer) = groups.remove(&id).and_then(|g| g.consumer) {
+                writes.extend(consumer.tombstones(&id).into_iter().map(|r| (id.clone(), r)));
+            }
             if persisted.remove(&id).is_some() {
                 writes.push((id.clone(), OffsetsRecord::Group { group: id, value: None }));
             }
@@ -297,6 +364,18 @@ impl GroupCoordinator {
                     .insert(key, value);
             }
         }
+    }
+
+    /// Notes KIP-848 group records as written to the offsets topic.
+    pub fn written(&self, group: &str, records: &[OffsetsRecord]) {
+        if let Some(consumer) = self.groups().get_mut(group).and_then(|g| g.consumer.as_mut()) {
+            consumer.written(records);
+        }
+    }
+
+    #[cfg(test)]
+    fn is_timed(&self, group: &str) -> bool {
+        self.timed.lock().unwrap_or_else(|e| e.into_inner()).contains(group)
     }
 
     pub fn forget(&self, group: &str) {
@@ -371,5 +450,82 @@ mod tests {
         let groups = coordinator.groups();
         assert_eq!(groups["simple"].offsets.len(), 1, "a recent commit stays");
         assert!(!groups.contains_key("gone"), "a group left with nothing goes");
+    }
+
+    /// A KIP-848 group with one member that joined at `now`.
+    fn consumer_group(id: &str, now: Instant) -> Group {
+        let mut consumer = ConsumerGroupState::default();
+        let join = consumer::Heartbeat {
+            member_id: "m".into(),
+            member_epoch: 0,
+            instance_id: None,
+            rack_id: None,
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            rebalance_timeout: Duration::from_secs(30),
+            subscribed_topics: Some(vec!["t".into()]),
+            server_assignor: None,
+            owned: Some(Default::default()),
+        };
+        consumer.heartbeat(join, &|_| None, 10, now).unwrap();
+        let mut group = Group::new(id);
+        group.consumer = Some(consumer);
+        group
+    }
+
+    /// Ticks and notes what it returned as written, as `persist_settled_groups` does.
+    fn tick_and_write(coordinator: &GroupCoordinator, now: Instant) -> Vec<(String, OffsetsRecord)> {
+        let writes = coordinator.tick(now);
+        for (group, record) in &writes {
+            coordinator.written(group, std::slice::from_ref(record));
+        }
+        writes
+    }
+
+    #[test]
+    fn groups_with_nothing_to_time_leave_the_timer_walk() {
+        let coordinator = coordinator();
+        let now = Instant::now();
+        {
+            let mut groups = coordinator.groups();
+            let mut kept = consumer_group("kept", now);
+            kept.offsets.insert(("t".into(), 0), committed(1_000));
+            groups.insert("kept".into(), kept);
+            groups.insert("emptied".into(), consumer_group("emptied", now));
+        }
+        coordinator.wake("kept");
+        coordinator.wake("emptied");
+        let first = tick_and_write(&coordinator, now);
+        assert!(first.iter().any(|(g, _)| g == "kept"), "the joined member's records");
+        assert!(coordinator.is_timed("kept") && coordinator.is_timed("emptied"));
+
+        // Both sessions expire: the members' tombstones are written.
+        let later = now + coordinator.limits.consumer_session_timeout + Duration::from_secs(1);
+        let expired = tick_and_write(&coordinator, later);
+        let tombstones = |writes: &[(String, OffsetsRecord)], group: &str| {
+            writes
+                .iter()
+                .filter(|(g, r)| g == group && matches!(r, OffsetsRecord::ConsumerGroup { value: None, .. }))
+                .count()
+        };
+        assert_eq!(
+            tombstones(&expired, "kept"),
+            3,
+            "the member's subscription, target and assignment"
+        );
+
+        // Once that is written, the empty groups leave the walk; the one
+        // left with nothing is removed at the retention check, tombstones and all.
+        let removed = tick_and_write(&coordinator, later + Duration::from_millis(1));
+        assert!(!coordinator.is_timed("kept"), "an empty group leaves the walk");
+        assert!(!coordinator.is_timed("emptied"));
+        assert!(coordinator.groups().contains_key("kept"), "its offsets keep it");
+        assert!(!coordinator.groups().contains_key("emptied"));
+        assert_eq!(tombstones(&removed, "emptied"), 3, "group epoch, topics, target epoch");
+        assert!(tick_and_write(&coordinator, later + Duration::from_millis(2)).is_empty());
+
+        coordinator.wake("kept");
+        tick_and_write(&coordinator, later);
+        assert!(!coordinator.is_timed("kept"), "a wake without members changes nothing");
     }
 }

@@ -1,7 +1,9 @@
 //! The `__consumer_offsets` topic: Kafka's key and value schemas for
 //! committed offsets and group metadata, so the coordinator's state is
-//! durable and rebuilt on start by replaying the topic.
+//! durable and rebuilt on start by replaying the topic. The KIP-848
+//! consumer-group records are in [`super::consumer_records`].
 
+use super::consumer_records::{self, ConsumerKey, ConsumerValue};
 use crate::record_batch::InternalRecord;
 use crate::schema::{Reader, put_bytes, put_i16, put_nullable_str, put_str};
 
@@ -51,6 +53,12 @@ pub enum OffsetsRecord {
     Group {
         group: String,
         value: Option<GroupSnapshot>,
+    },
+    /// One record of a KIP-848 consumer group (key versions 3 to 8).
+    ConsumerGroup {
+        group: String,
+        key: ConsumerKey,
+        value: Option<ConsumerValue>,
     },
 }
 
@@ -106,6 +114,17 @@ pub fn encode(record: &OffsetsRecord) -> InternalRecord {
                 put_bytes(&mut value, &member.assignment);
             }
         }
+        OffsetsRecord::ConsumerGroup {
+            group,
+            key: consumer_key,
+            value: consumer_value,
+        } => {
+            consumer_records::encode_key(&mut key, group, consumer_key);
+            let Some(consumer_value) = consumer_value else {
+                return InternalRecord { key, value: None };
+            };
+            consumer_records::encode_value(&mut value, consumer_value);
+        }
     }
     InternalRecord {
         key,
@@ -138,6 +157,14 @@ pub fn decode(key: &[u8], value: Option<&[u8]>) -> Option<OffsetsRecord> {
                 Some(bytes) => Some(decode_group_value(bytes)?),
             };
             Some(OffsetsRecord::Group { group, value })
+        }
+        version if consumer_records::KEY_VERSIONS.contains(&version) => {
+            let (group, key) = consumer_records::decode_key(version, &mut key)?;
+            let value = match value {
+                None => None,
+                Some(bytes) => Some(consumer_records::decode_value(&key, bytes)?),
+            };
+            Some(OffsetsRecord::ConsumerGroup { group, key, value })
         }
         _ => None,
     }
@@ -255,5 +282,151 @@ mod tests {
             assert_eq!(decode(&encoded.key, encoded.value.as_deref()), Some(record));
         }
         assert_eq!(decode(&[0, 9, 0, 0], None), None, "unknown key versions are skipped");
+    }
+
+    fn consumer(key: ConsumerKey, value: Option<ConsumerValue>) -> OffsetsRecord {
+        OffsetsRecord::ConsumerGroup {
+            group: "g".into(),
+            key,
+            value,
+        }
+    }
+
+    #[test]
+    fn consumer_group_records_round_trip() {
+        use super::super::consumer_records::*;
+        let topic = uuid::Uuid::from_u128(0x0102);
+        let other = uuid::Uuid::from_u128(0x0304);
+        let member = || "m-1".to_string();
+        let values = [
+            (ConsumerKey::Metadata, ConsumerValue::Metadata { epoch: 7 }),
+            (
+                ConsumerKey::PartitionMetadata,
+                ConsumerValue::PartitionMetadata {
+                    topics: vec![
+                        TopicMetadata {
+                            topic_id: topic,
+                            topic_name: "t".into(),
+                            num_partitions: 3,
+                            partition_racks: vec![(0, vec!["rack-a".into(), "rack-b".into()]), (1, vec![])],
+                        },
+                        TopicMetadata {
+                            topic_id: other,
+                            topic_name: "u".into(),
+                            num_partitions: 1,
+                            partition_racks: vec![],
+                        },
+                    ],
+                },
+            ),
+            (
+                ConsumerKey::Member(member()),
+                ConsumerValue::Member(MemberMetadata {
+                    instance_id: Some("instance".into()),
+                    rack_id: None,
+                    client_id: "client".into(),
+                    client_host: "/127.0.0.1".into(),
+                    subscribed_topic_names: vec!["t".into(), "u".into()],
+                    subscribed_topic_regex: None,
+                    rebalance_timeout_ms: 300_000,
+                    server_assignor: Some("uniform".into()),
+                }),
+            ),
+            (
+                ConsumerKey::TargetAssignmentMetadata,
+                ConsumerValue::TargetAssignmentMetadata { assignment_epoch: 6 },
+            ),
+            (
+                ConsumerKey::TargetAssignmentMember(member()),
+                ConsumerValue::TargetAssignmentMember {
+                    partitions: [(topic, 0), (topic, 2), (other, 0)].into(),
+                },
+            ),
+            (
+                ConsumerKey::CurrentAssignment(member()),
+                ConsumerValue::CurrentAssignment(CurrentAssignment {
+                    member_epoch: 6,
+                    previous_member_epoch: 5,
+                    state: MEMBER_UNREVOKED_PARTITIONS,
+                    assigned: [(topic, 0)].into(),
+                    pending_revocation: [(topic, 1)].into(),
+                }),
+            ),
+            (
+                ConsumerKey::CurrentAssignment(member()),
+                ConsumerValue::CurrentAssignment(CurrentAssignment {
+                    member_epoch: 0,
+                    previous_member_epoch: -1,
+                    state: MEMBER_STABLE,
+                    assigned: Default::default(),
+                    pending_revocation: Default::default(),
+                }),
+            ),
+        ];
+        for (key, value) in values {
+            for record in [consumer(key.clone(), Some(value)), consumer(key, None)] {
+                let encoded = encode(&record);
+                assert_eq!(decode(&encoded.key, encoded.value.as_deref()), Some(record));
+            }
+        }
+    }
+
+    #[test]
+    fn consumer_group_records_use_kafkas_layout() {
+        use super::super::consumer_records::*;
+        // ConsumerGroupMetadataKey v3: version, group id (i16 length).
+        let encoded = encode(&consumer(
+            ConsumerKey::Metadata,
+            Some(ConsumerValue::Metadata { epoch: 5 }),
+        ));
+        assert_eq!(encoded.key, [0, 3, 0, 1, b'g']);
+        // ConsumerGroupMetadataValue v0: version, epoch, no tagged fields.
+        assert_eq!(encoded.value.unwrap(), [0, 0, 0, 0, 0, 5, 0]);
+        // ConsumerGroupCurrentMemberAssignmentKey v8: version, group id, member id.
+        let topic = uuid::Uuid::from_u128(1);
+        let current = CurrentAssignment {
+            member_epoch: 2,
+            previous_member_epoch: 1,
+            state: MEMBER_STABLE,
+            assigned: [(topic, 4)].into(),
+            pending_revocation: Default::default(),
+        };
+        let encoded = encode(&consumer(
+            ConsumerKey::CurrentAssignment("m".into()),
+            Some(ConsumerValue::CurrentAssignment(current)),
+        ));
+        assert_eq!(encoded.key, [0, 8, 0, 1, b'g', 0, 1, b'm']);
+        let mut expected = vec![0, 0, 0, 0, 0, 2, 0, 0, 0, 1, 0];
+        // AssignedPartitions: one topic (compact length 2), its id, one partition, no tags.
+        expected.push(2);
+        expected.extend_from_slice(topic.as_bytes());
+        expected.extend_from_slice(&[2, 0, 0, 0, 4, 0]);
+        // PartitionsPendingRevocation: empty; then the value's (empty) tagged fields.
+        expected.extend_from_slice(&[1, 0]);
+        assert_eq!(encoded.value.unwrap(), expected);
+    }
+
+    #[test]
+    fn tagged_fields_kafka_may_write_are_skipped() {
+        use super::super::consumer_records::*;
+        let metadata = MemberMetadata {
+            instance_id: None,
+            rack_id: None,
+            client_id: "c".into(),
+            client_host: "h".into(),
+            subscribed_topic_names: vec!["t".into()],
+            subscribed_topic_regex: None,
+            rebalance_timeout_ms: 1000,
+            server_assignor: None,
+        };
+        let record = consumer(ConsumerKey::Member("m".into()), Some(ConsumerValue::Member(metadata)));
+        let encoded = encode(&record);
+        let mut value = encoded.value.unwrap();
+        // Tag 0 (ClassicMemberMetadata) with three bytes of content, as a classic member's record has.
+        assert_eq!(value.pop(), Some(0));
+        value.extend_from_slice(&[1, 0, 3, 9, 9, 9]);
+        assert_eq!(decode(&encoded.key, Some(&value)), Some(record));
+        value.truncate(value.len() - 1);
+        assert_eq!(decode(&encoded.key, Some(&value)), None, "a torn value is not read");
     }
 }
