@@ -22,6 +22,7 @@ pub async fn run(args: StartArgs) -> Result<()> {
     // Validate everything before binding, so a typo fails fast and leaves nothing behind.
     let config = BrokerConfig::load(args.config.as_deref(), &args.overrides).context("invalid configuration")?;
     let shutdown = shutdown_signals()?;
+    raise_open_files_limit();
     let broker = Broker::bind(config).await?;
     // Tests and scripts read the bound address (an ephemeral port) from this line.
     info!("Gregor broker listening on {}", broker.local_addr());
@@ -43,4 +44,30 @@ fn shutdown_signals() -> Result<impl Future<Output = ()>> {
             _ = terminate.recv() => info!("terminated; shutting down"),
         }
     })
+}
+
+/// Raises the soft limit on open files to the hard limit, as the JVM does
+/// for Kafka (`-XX:+MaxFDLimit`): every partition keeps its active segment
+/// open, so thousands of partitions need thousands of descriptors.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    info!(open_files = limit.rlim_cur, "open files limit");
 }

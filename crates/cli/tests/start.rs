@@ -127,3 +127,30 @@ async fn records_survive_a_clean_restart() {
     })
     .await;
 }
+
+#[test]
+fn start_raises_the_soft_open_files_limit_to_the_hard_limit() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let args = [
+        "--set".to_string(),
+        "listeners=PLAINTEXT://127.0.0.1:0".to_string(),
+        "--set".to_string(),
+        format!("log.dirs={}", dir.path().display()),
+    ];
+    let mut broker = Broker::start_after_shell("ulimit -Sn 256", &args, dir.path());
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", broker.pid())).expect("read limits");
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .expect("an open files line");
+    // "Max open files  SOFT  HARD  files"
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let (soft, hard) = (fields[3], fields[4]);
+    assert_ne!(
+        hard, "256",
+        "the hard limit must be above the lowered soft limit for this test"
+    );
+    assert_eq!(soft, hard, "{line}");
+    assert!(broker.stderr().contains("open files limit"), "{}", broker.stderr());
+    assert!(broker.terminate().success());
+}

@@ -67,6 +67,22 @@ impl Broker {
     pub fn start_with_args(args: &[String], log_dir: &Path) -> Broker {
         let mut command = Command::new(env!("CARGO_BIN_EXE_gregor"));
         command.arg("start").args(args);
+        Broker::spawn(command, log_dir)
+    }
+
+    /// [`Broker::start_with_args`] in a process that first runs `shell`
+    /// (e.g. `ulimit -Sn 256`), then becomes `gregor start`.
+    pub fn start_after_shell(shell: &str, args: &[String], log_dir: &Path) -> Broker {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("{shell} && exec \"$0\" start \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_gregor"))
+            .args(args);
+        Broker::spawn(command, log_dir)
+    }
+
+    fn spawn(mut command: Command, log_dir: &Path) -> Broker {
         command
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
