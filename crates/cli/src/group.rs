@@ -223,7 +223,9 @@ async fn describe(client: &ClientArgs, group: &str) -> Result<()> {
         owners.extend(consumer_owners);
     }
 
-    // Every partition of every topic, asked for its committed offset; the group's are those that have one.
+    // Every partition of every topic, asked for its committed offset; the
+    // group's are those that have one, and those its members are assigned
+    // (shown with "-" for the offset and lag, as Kafka's tool does).
     let metadata = client.metadata(consumer.client(), None)?;
     let mut partitions = TopicPartitionList::new();
     for topic in metadata.topics().iter().filter(|topic| !topic.name().starts_with("__")) {
@@ -234,21 +236,24 @@ async fn describe(client: &ClientArgs, group: &str) -> Result<()> {
     let committed = consumer
         .committed_offsets(partitions, client.request_timeout())
         .map_err(|error| client.kafka_error(error, None))?;
-    let mut rows = Vec::new();
+    let mut current_offsets: BTreeMap<(String, i32), Option<i64>> =
+        owners.keys().map(|assigned| (assigned.clone(), None)).collect();
     for element in committed.elements() {
-        let Offset::Offset(current) = element.offset() else {
-            continue;
-        };
-        let (_, log_end) = consumer
-            .fetch_watermarks(element.topic(), element.partition(), client.request_timeout())
-            .map_err(|error| client.kafka_error(error, Some(element.topic())))?;
-        rows.push((element.topic().to_string(), element.partition(), current, log_end));
+        if let Offset::Offset(current) = element.offset() {
+            current_offsets.insert((element.topic().to_string(), element.partition()), Some(current));
+        }
     }
     // Kafka describes an unknown group id as an empty group in state Dead.
-    if rows.is_empty() && status.members == 0 && status.state == "Dead" {
+    if current_offsets.is_empty() && status.members == 0 && status.state == "Dead" {
         return Err(anyhow!("group '{group}' does not exist"));
     }
-    rows.sort();
+    let mut rows = Vec::new();
+    for ((topic, partition), current) in current_offsets {
+        let (_, log_end) = consumer
+            .fetch_watermarks(&topic, partition, client.request_timeout())
+            .map_err(|error| client.kafka_error(error, Some(&topic)))?;
+        rows.push((topic, partition, current, log_end));
+    }
 
     println!("Group: {group}\tState: {}\tMembers: {}", status.state, status.members);
     println!("TOPIC\tPARTITION\tCURRENT-OFFSET\tLOG-END-OFFSET\tLAG\tCONSUMER-ID\tHOST\tCLIENT-ID");
@@ -259,12 +264,13 @@ async fn describe(client: &ClientArgs, group: &str) -> Result<()> {
     };
     for (topic, partition, current, log_end) in rows {
         let owner = owners.get(&(topic.clone(), partition)).unwrap_or(&none);
+        let (current, lag) = match current {
+            Some(current) => (current.to_string(), (log_end - current).max(0).to_string()),
+            None => ("-".to_string(), "-".to_string()),
+        };
         println!(
-            "{topic}\t{partition}\t{current}\t{log_end}\t{}\t{}\t{}\t{}",
-            (log_end - current).max(0),
-            owner.member_id,
-            owner.host,
-            owner.client_id
+            "{topic}\t{partition}\t{current}\t{log_end}\t{lag}\t{}\t{}\t{}",
+            owner.member_id, owner.host, owner.client_id
         );
     }
     Ok(())

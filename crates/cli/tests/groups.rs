@@ -137,7 +137,8 @@ fn describe_names_the_consumer_of_each_partition_in_classic_and_kip_848_groups()
         ]);
         member.subscribe(&[&topic]).expect("subscribe");
         wait_for_assignment(&member);
-        commit_offsets(&member, &topic, &[(0, 0), (1, 0)]);
+        // Partition 1 has no committed offset: it is listed for its owner all the same.
+        commit_offsets(&member, &topic, &[(0, 0)]);
 
         let described = stdout_of(&broker.gregor(&["group", "describe", &group], ""));
         let lines: Vec<&str> = described.lines().collect();
@@ -153,6 +154,16 @@ fn describe_names_the_consumer_of_each_partition_in_classic_and_kip_848_groups()
             assert_eq!(cells[7], "owner-test", "{protocol}: {described}");
         }
         assert_eq!(lines.len(), 4, "{protocol}: both partitions: {described}");
+        let uncommitted: Vec<&str> = lines[3].split('\t').collect();
+        assert_eq!(
+            (uncommitted[1], uncommitted[2], uncommitted[4]),
+            ("1", "-", "-"),
+            "{protocol}: no offset, no lag: {described}"
+        );
+        assert!(
+            lines[2].starts_with(&format!("{topic}\t0\t0\t")),
+            "{protocol}: {described}"
+        );
     }
 }
 
