@@ -73,6 +73,21 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("log.cleaner.delete.retention.ms", "86400000"),
     ("log.cleaner.min.compaction.lag.ms", "0"),
     ("log.cleaner.max.compaction.lag.ms", "9223372036854775807"),
+    ("group.initial.rebalance.delay.ms", "3000"),
+    ("group.min.session.timeout.ms", "6000"),
+    ("group.max.session.timeout.ms", "1800000"),
+    ("group.max.size", "2147483647"),
+    ("group.consumer.session.timeout.ms", "45000"),
+    ("group.consumer.heartbeat.interval.ms", "5000"),
+    ("offsets.topic.num.partitions", "50"),
+    ("offset.metadata.max.bytes", "4096"),
+    ("offsets.retention.minutes", "10080"),
+    ("offsets.retention.check.interval.ms", "600000"),
+    ("transaction.state.log.num.partitions", "50"),
+    ("transaction.max.timeout.ms", "900000"),
+    ("transaction.abort.timed.out.transaction.cleanup.interval.ms", "10000"),
+    ("transactional.id.expiration.ms", "604800000"),
+    ("transaction.remove.expired.transaction.cleanup.interval.ms", "3600000"),
 ];
 
 impl BrokerConfig {

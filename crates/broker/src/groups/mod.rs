@@ -57,37 +57,30 @@ pub struct GroupCoordinator {
 
 impl GroupCoordinator {
     pub fn new(config: &BrokerConfig) -> Result<GroupCoordinator, ConfigError> {
-        let millis = |key: &str, default: u64| -> Result<Duration, ConfigError> {
-            match config.properties.get(key) {
-                Some(_) => Ok(Duration::from_millis(config.parse::<u64>(key)?)),
-                None => Ok(Duration::from_millis(default)),
-            }
-        };
-        let number = |key: &str, default: i64| -> Result<i64, ConfigError> {
-            match config.properties.get(key) {
-                Some(_) => config.parse::<i64>(key),
-                None => Ok(default),
-            }
-        };
+        // Kafka's validators: atLeast(1) where it has one, the INT range everywhere.
+        let millis = |key: &str| Ok::<_, ConfigError>(Duration::from_millis(config.parse::<u32>(key)? as u64));
+        let positive = |key: &str| config.parse_at_least::<i32>(key, 1);
+        let positive_millis = |key: &str| Ok::<_, ConfigError>(Duration::from_millis(positive(key)? as u64));
         Ok(GroupCoordinator {
             groups: Mutex::new(HashMap::new()),
             limits: GroupLimits {
-                initial_rebalance_delay: millis("group.initial.rebalance.delay.ms", 3000)?,
-                min_session_timeout: millis("group.min.session.timeout.ms", 6000)?,
-                max_session_timeout: millis("group.max.session.timeout.ms", 1_800_000)?,
-                max_size: number("group.max.size", i32::MAX as i64)?.max(1) as usize,
-                consumer_session_timeout: millis("group.consumer.session.timeout.ms", 45_000)?,
-                consumer_heartbeat_interval: millis("group.consumer.heartbeat.interval.ms", 5_000)?,
+                initial_rebalance_delay: millis("group.initial.rebalance.delay.ms")?,
+                min_session_timeout: millis("group.min.session.timeout.ms")?,
+                max_session_timeout: millis("group.max.session.timeout.ms")?,
+                max_size: positive("group.max.size")? as usize,
+                consumer_session_timeout: positive_millis("group.consumer.session.timeout.ms")?,
+                consumer_heartbeat_interval: positive_millis("group.consumer.heartbeat.interval.ms")?,
             },
-            offsets_partitions: number("offsets.topic.num.partitions", 50)?.clamp(1, 10_000) as i32,
-            metadata_max_bytes: number("offset.metadata.max.bytes", 4096)?.max(0) as usize,
+            // At most as many as a topic may have (CreateTopics' limit).
+            offsets_partitions: positive("offsets.topic.num.partitions")?.min(10_000),
+            metadata_max_bytes: config.parse::<u32>("offset.metadata.max.bytes")? as usize,
             writes: tokio::sync::Mutex::new(()),
             persisted: Mutex::new(HashMap::new()),
             timed: Mutex::new(HashSet::new()),
             pending_txn_offsets: Mutex::new(HashMap::new()),
-            offsets_retention: Duration::from_secs(60 * number("offsets.retention.minutes", 10_080)?.max(1) as u64),
+            offsets_retention: Duration::from_secs(60 * positive("offsets.retention.minutes")? as u64),
             offsets_retention_check: (
-                millis("offsets.retention.check.interval.ms", 600_000)?,
+                positive_millis("offsets.retention.check.interval.ms")?,
                 Mutex::new(Instant::now()),
             ),
         })
@@ -413,7 +406,7 @@ mod tests {
     fn coordinator() -> GroupCoordinator {
         let settings = [
             ("offsets.retention.minutes", "1"),
-            ("offsets.retention.check.interval.ms", "0"),
+            ("offsets.retention.check.interval.ms", "1"),
         ];
         let settings: Vec<(String, String)> = settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         GroupCoordinator::new(&BrokerConfig::load(None, &settings).unwrap()).unwrap()
@@ -441,7 +434,8 @@ mod tests {
             gone.offsets.insert(("t".into(), 0), committed(120_000));
             groups.insert("gone".into(), gone);
         }
-        let writes = coordinator.tick(Instant::now());
+        // Past the 1 ms check interval.
+        let writes = coordinator.tick(Instant::now() + Duration::from_millis(1));
         let tombstones = writes
             .iter()
             .filter(|(_, r)| matches!(r, OffsetsRecord::Offset { value: None, .. }))

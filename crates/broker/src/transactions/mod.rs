@@ -88,33 +88,17 @@ impl Outcome {
 
 impl TransactionCoordinator {
     pub fn new(config: &BrokerConfig) -> Result<TransactionCoordinator, ConfigError> {
-        let number = |key: &str, default: i64| -> Result<i64, ConfigError> {
-            match config.properties.get(key) {
-                Some(_) => config.parse::<i64>(key),
-                None => Ok(default),
-            }
-        };
         // Kafka's INT settings with atLeast(1): anything else stops the broker.
-        let interval = |key: &str, default: i64| -> Result<i64, ConfigError> {
-            let value = number(key, default)?;
-            if !(1..=i32::MAX as i64).contains(&value) {
-                return Err(ConfigError::Invalid {
-                    key: key.to_string(),
-                    value: value.to_string(),
-                    reason: format!("must be between 1 and {}", i32::MAX),
-                });
-            }
-            Ok(value)
-        };
-        let abort_interval_ms = number("transaction.abort.timed.out.transaction.cleanup.interval.ms", 10_000)?.max(1);
-        let transactional_id_expiration_ms = interval("transactional.id.expiration.ms", 604_800_000)?;
-        let remove_expired_interval_ms =
-            interval("transaction.remove.expired.transaction.cleanup.interval.ms", 3_600_000)?;
+        let positive = |key: &str| config.parse_at_least::<i32>(key, 1).map(i64::from);
+        let abort_interval_ms = positive("transaction.abort.timed.out.transaction.cleanup.interval.ms")?;
+        let transactional_id_expiration_ms = positive("transactional.id.expiration.ms")?;
+        let remove_expired_interval_ms = positive("transaction.remove.expired.transaction.cleanup.interval.ms")?;
         Ok(TransactionCoordinator {
             transactions: Mutex::new(HashMap::new()),
             ongoing: Mutex::new(HashMap::new()),
-            log_partitions: number("transaction.state.log.num.partitions", 50)?.clamp(1, 10_000) as i32,
-            max_timeout_ms: number("transaction.max.timeout.ms", 900_000)?.clamp(1, i32::MAX as i64) as i32,
+            // At most as many as a topic may have (CreateTopics' limit).
+            log_partitions: positive("transaction.state.log.num.partitions")?.min(10_000) as i32,
+            max_timeout_ms: positive("transaction.max.timeout.ms")? as i32,
             cleanup_interval: Duration::from_millis(abort_interval_ms.min(remove_expired_interval_ms) as u64),
             transactional_id_expiration_ms,
             remove_expired_interval_ms,
