@@ -2,9 +2,11 @@
 //!
 //! A full disk: the broker's log directory sits on a small tmpfs the test
 //! mounts; produce fails with KAFKA_STORAGE_ERROR while reads go on, offset
-//! commits get NOT_COORDINATOR, and once the test deletes a filler file it
-//! wrote before the broker's data, writes resume without a restart; after a
-//! restart every acknowledged record is there once, in order.
+//! commits get NOT_COORDINATOR; the broker stopped and started again on the
+//! disk still full serves the same reads and committed offsets and refuses
+//! the same writes; once the test deletes a filler file it wrote before the
+//! broker's data, writes resume without a restart; after a clean restart
+//! every acknowledged record is there once, in order.
 //!
 //! A failed partition: one partition's directory is replaced by a file,
 //! another's segment loses its bytes under the running broker. Each goes
@@ -16,7 +18,7 @@
 //! The broker starts anyway, with that partition offline (the same answers
 //! as above, and left out of DescribeLogDirs), and serves the others.
 //!
-//! Produce, Fetch, ListOffsets, Metadata, DescribeLogDirs and OffsetCommit
+//! Produce, Fetch, ListOffsets, Metadata, DescribeLogDirs, OffsetCommit and OffsetFetch
 //! are spoken on the wire with `kafka-protocol`, to see each partition's error code exactly;
 //! librdkafka reads the records back, and sees the refusal and the recovery
 //! as a real producer.
@@ -36,6 +38,7 @@ use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListO
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::metadata_response::MetadataResponsePartition;
 use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
@@ -226,6 +229,27 @@ impl Wire {
             ]);
         self.call(&request, 8).topics[0].partitions[0].error_code
     }
+
+    /// OffsetFetch of partition 0: the group's error code, then the
+    /// partition's error code, committed offset and metadata.
+    fn committed(&mut self, group: &str, topic: &str) -> (i16, i16, i64, String) {
+        let request = OffsetFetchRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+            .with_topics(Some(vec![
+                OffsetFetchRequestTopic::default()
+                    .with_name(name(topic))
+                    .with_partition_indexes(vec![0]),
+            ]));
+        let response = self.call(&request, 7);
+        let partition = &response.topics[0].partitions[0];
+        let metadata = partition.metadata.as_ref().map_or(String::new(), |m| m.to_string());
+        (
+            response.error_code,
+            partition.error_code,
+            partition.committed_offset,
+            metadata,
+        )
+    }
 }
 
 fn name(topic: &str) -> TopicName {
@@ -272,6 +296,58 @@ fn write_filler(path: &Path, bytes: usize) {
     std::fs::write(path, vec![0xa5u8; bytes]).expect("write the filler file");
 }
 
+/// What the broker must serve while the disk is full, before and after a
+/// restart on it: every acknowledged record and the other topic's, the
+/// partitions online, the committed offset; writes refused with
+/// KAFKA_STORAGE_ERROR, on the wire and through librdkafka.
+async fn check_full_disk(
+    broker: &Broker,
+    topic: &str,
+    acknowledged: &[String],
+    other: &str,
+    other_values: &[String],
+    group: &str,
+    committed: (i64, &str),
+) {
+    let mut wire = Wire::connect(broker);
+    for count in [1, 8] {
+        assert_eq!(
+            wire.produce(topic, &values(acknowledged.len(), count)).0,
+            KAFKA_STORAGE_ERROR,
+            "a produce of {count} records on the full disk"
+        );
+    }
+    let producer = broker.producer(&[("retries", "0"), ("message.timeout.ms", "10000")]);
+    let refused = producer
+        .send(
+            FutureRecord::<(), str>::to(topic).partition(0).payload("refused"),
+            TIMEOUT,
+        )
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::KafkaStorageError), _))
+        ),
+        "librdkafka's delivery on a full disk: {refused:?}"
+    );
+    let (partition, node) = wire.partition_metadata(topic);
+    assert_eq!((partition.error_code, partition.leader_id), (NONE, node));
+    assert_eq!(wire.latest_offset(topic), (NONE, acknowledged.len() as i64));
+    let read = consume(broker, topic, 0, Offset::Beginning, acknowledged.len());
+    assert_eq!(payloads(&read), acknowledged, "reads while the disk is full");
+    assert_eq!(
+        payloads(&consume(broker, other, 0, Offset::Beginning, other_values.len())),
+        other_values
+    );
+    let (offset, metadata) = committed;
+    assert_eq!(
+        wire.committed(group, topic),
+        (NONE, NONE, offset, metadata.to_string()),
+        "OffsetFetch on a full disk"
+    );
+}
+
 #[tokio::test]
 async fn a_full_disk_refuses_writes_keeps_reads_and_resumes_when_space_returns() {
     let tmpfs = Tmpfs::mount("16m");
@@ -287,12 +363,13 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_resumes_when_space_returns()
     let topic = unique_topic("full");
     let other = unique_topic("other");
     let group = unique_topic("group");
+    let other_values = values(0, 5);
+    let large_metadata = "m".repeat(4000);
 
-    let (acknowledged, committed_offset) = bounded(4, async {
+    let (mut acknowledged, mut committed) = bounded(4, async {
         create_topic(&broker, &topic, 1, &[]).await;
         create_topic(&broker, &other, 1, &[]).await;
         let mut wire = Wire::connect(&broker);
-        let other_values = values(0, 5);
         assert_eq!(wire.produce(&other, &other_values), (NONE, 0));
         assert_eq!(wire.commit(&group, &topic, 0, ""), NONE);
 
@@ -321,26 +398,10 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_resumes_when_space_returns()
         assert!(acknowledged.len() > 5_000, "only {} records fit", acknowledged.len());
         let full_at = acknowledged.len() as i64;
 
-        // While the disk is full: writes are refused and stay refused, ...
-        assert_eq!(wire.produce(&topic, &values(0, 1)).0, KAFKA_STORAGE_ERROR);
-        let producer = broker.producer(&[("retries", "0"), ("message.timeout.ms", "10000")]);
-        let refused = producer
-            .send(
-                FutureRecord::<(), str>::to(&topic).partition(0).payload("refused"),
-                TIMEOUT,
-            )
-            .await;
-        assert!(
-            matches!(
-                refused,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::KafkaStorageError), _))
-            ),
-            "librdkafka's delivery on a full disk: {refused:?}"
-        );
-        // ... an offset commit that needs a new page gets NOT_COORDINATOR
-        // from the group coordinator, as Kafka's does (4000 bytes of
-        // metadata cannot fit twice in the slack of the log's last page), ...
-        let large_metadata = "m".repeat(4000);
+        // While the disk is full: an offset commit that needs a new page
+        // gets NOT_COORDINATOR from the group coordinator, as Kafka's does
+        // (4000 bytes of metadata cannot fit twice in the slack of the log's
+        // last page), ...
         let commits: Vec<i16> = (0..2)
             .map(|_| wire.commit(&group, &topic, full_at, &large_metadata))
             .collect();
@@ -348,24 +409,58 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_resumes_when_space_returns()
             commits.contains(&NOT_COORDINATOR) && commits.iter().all(|c| [NONE, NOT_COORDINATOR].contains(c)),
             "offset commits on a full disk: {commits:?}"
         );
-        // ... the partitions stay online and every acknowledged record reads back.
-        let (partition, node) = wire.partition_metadata(&topic);
-        assert_eq!((partition.error_code, partition.leader_id), (NONE, node));
-        assert_eq!(wire.latest_offset(&topic), (NONE, full_at));
-        let read = consume(&broker, &topic, 0, Offset::Beginning, acknowledged.len());
-        assert_eq!(payloads(&read), acknowledged, "reads while the disk is full");
-        assert_eq!(
-            payloads(&consume(&broker, &other, 0, Offset::Beginning, 5)),
-            other_values
-        );
+        let committed = match commits.contains(&NONE) {
+            true => (full_at, large_metadata.clone()),
+            false => (0, String::new()),
+        };
+        // ... writes are refused and stay refused, the partitions stay
+        // online, every acknowledged record reads back.
+        check_full_disk(
+            &broker,
+            &topic,
+            &acknowledged,
+            &other,
+            &other_values,
+            &group,
+            (committed.0, &committed.1),
+        )
+        .await;
+        (acknowledged, committed)
+    })
+    .await;
+
+    // A stop on the full disk cannot write its checkpoints (each log's
+    // close fails for want of space, and the next start recovers it), and
+    // a start on it still opens every log (Kafka's needs space to start):
+    // the same reads, the same refusals.
+    assert!(
+        broker.terminate().success(),
+        "stop on a full disk:\n{}",
+        broker.stderr()
+    );
+    drop(broker);
+    let broker = Broker::start_in(&log_dir, &settings);
+    bounded(4, async {
+        check_full_disk(
+            &broker,
+            &topic,
+            &acknowledged,
+            &other,
+            &other_values,
+            &group,
+            (committed.0, &committed.1),
+        )
+        .await;
 
         // Space returns: writes resume, without a restart.
         std::fs::remove_file(&filler).expect("delete the filler file");
+        let mut wire = Wire::connect(&broker);
         for _ in 0..5 {
             let batch = values(acknowledged.len(), 8);
             assert_eq!(wire.produce(&topic, &batch), (NONE, acknowledged.len() as i64));
             acknowledged.extend(batch);
         }
+        let producer = broker.producer(&[("retries", "0"), ("message.timeout.ms", "10000")]);
         let delivered = producer
             .send(
                 FutureRecord::<(), str>::to(&topic).partition(0).payload("resumed"),
@@ -375,13 +470,16 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_resumes_when_space_returns()
             .expect("librdkafka's delivery once space returned");
         assert_eq!(delivered.offset, acknowledged.len() as i64);
         acknowledged.push("resumed".to_string());
-        assert_eq!(wire.commit(&group, &topic, full_at, "after"), NONE);
-        (acknowledged, full_at)
+        let after = acknowledged.len() as i64;
+        assert_eq!(wire.commit(&group, &topic, after, "after"), NONE);
+        committed = (after, "after".to_string());
+        assert_eq!(wire.committed(&group, &topic), (NONE, NONE, after, "after".to_string()));
     })
     .await;
 
     // A clean stop, then every acknowledged record once, in order, and the
     // last offset commit that succeeded.
+    let mut broker = broker;
     assert!(broker.terminate().success(), "clean shutdown:\n{}", broker.stderr());
     drop(broker);
     let broker = Broker::start_in(&log_dir, &settings);
@@ -397,14 +495,11 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_resumes_when_space_returns()
         let consumer = broker.consumer(&[("group.id", &group)]);
         let mut partitions = TopicPartitionList::new();
         partitions.add_partition(&topic, 0);
-        let committed = consumer
+        let stored = consumer
             .committed_offsets(partitions, TIMEOUT)
             .expect("committed offsets");
-        let committed = committed
-            .find_partition(&topic, 0)
-            .expect("committed partition")
-            .offset();
-        assert_eq!(committed, Offset::Offset(committed_offset));
+        let stored = stored.find_partition(&topic, 0).expect("committed partition").offset();
+        assert_eq!(stored, Offset::Offset(committed.0));
     })
     .await;
 }

@@ -57,17 +57,24 @@ impl Log {
         }
         let headers = validate::assign_offsets(batches, &writer.batches, first_offset, leader_epoch);
 
-        if leader_epoch >= 0 && writer.epochs.latest_epoch().is_none_or(|latest| leader_epoch > latest) {
+        let new_epoch = leader_epoch >= 0 && writer.epochs.latest_epoch().is_none_or(|latest| leader_epoch > latest);
+        if new_epoch || writer.epochs_unwritten {
             // The checkpoint names the new epoch before any batch carries it,
-            // so recovery can refuse epochs beyond it. The fsync is left to
-            // the next group commit, which runs it before syncing the data.
+            // so recovery can refuse epochs beyond it; one an open could not
+            // rewrite (a full disk) may still name epochs from offsets it cut
+            // off, which this append's batches would contradict. The fsync
+            // is left to the next group commit, which runs it before syncing
+            // the data.
             let mut epochs = writer.epochs.clone();
-            epochs.assign(leader_epoch, first_offset);
+            if new_epoch {
+                epochs.assign(leader_epoch, first_offset);
+            }
             let path = self.dir.join(checkpoint::LEADER_EPOCH_FILE);
             storage::replace_file(self.storage.as_ref(), &path, &epochs.encode())
                 .map_err(|e| self.fail_unless_out_of_space(e))?;
             self.epochs_dirty.store(true, Ordering::Release);
             writer.epochs = epochs;
+            writer.epochs_unwritten = false;
         }
 
         let writer = &mut *writer;

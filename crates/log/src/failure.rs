@@ -43,6 +43,7 @@ impl Log {
         let parts = Parts {
             writer: Writer {
                 epochs: LeaderEpochCache::default(),
+                epochs_unwritten: false,
                 active: IndexingState::new(crate::now_ms()),
                 batches: Vec::new(),
                 producers: ProducerStateManager::default(),

@@ -259,6 +259,9 @@ struct Parts {
 /// State only the append path touches, under the append lock.
 struct Writer {
     epochs: LeaderEpochCache,
+    /// The leader epoch checkpoint on disk is not `epochs`: the open found
+    /// the disk full. The next append writes it first.
+    epochs_unwritten: bool,
     active: IndexingState,
     /// Reused across appends so validation allocates nothing per append.
     batches: Vec<ValidatedBatch>,
@@ -277,7 +280,10 @@ fn now_ms() -> i64 {
 }
 
 impl Log {
-    /// Opens (or creates) the log in `dir`, recovering after an unclean shutdown.
+    /// Opens (or creates) the log in `dir`, recovering after an unclean
+    /// shutdown. A full disk does not fail the open: the log serves what it
+    /// holds, refuses appends that find no space, and takes them again once
+    /// space returns (see `recovery`).
     pub fn open(dir: impl Into<PathBuf>, config: LogConfig) -> Result<Log> {
         Log::open_with_storage(dir, config, Arc::new(DiskStorage))
     }
@@ -286,7 +292,8 @@ impl Log {
     pub fn open_with_storage(dir: impl Into<PathBuf>, config: LogConfig, storage: Arc<dyn Storage>) -> Result<Log> {
         let dir = dir.into();
         let now_ms = now_ms();
-        let loaded = recovery::load(storage.as_ref(), &dir, &config, now_ms)?;
+        let mut loaded = recovery::load(storage.as_ref(), &dir, &config, now_ms)?;
+        let mut out_of_space = loaded.out_of_space.take();
         let log_end_offset = loaded
             .segments
             .last()
@@ -300,19 +307,14 @@ impl Log {
             now_ms,
             &mut indexes.rebuild,
         )?;
-        indexes.finish_rebuild(storage.as_ref(), &dir)?;
-        if loaded.recovery_point_dirty {
-            checkpoint::write_offset(
-                storage.as_ref(),
-                &dir,
-                checkpoint::RECOVERY_POINT_FILE,
-                loaded.recovery_point,
-            )?;
-        }
+        indexes.finish_rebuild(storage.as_ref(), &dir, &mut out_of_space)?;
+        let recovery_point =
+            recovery::settle_recovery_point(storage.as_ref(), &dir, &loaded, &indexes.stale, &mut out_of_space)?;
         let transactions = transactions::Transactions::new(&producers, indexes);
         let parts = Parts {
             writer: Writer {
                 epochs: loaded.epochs,
+                epochs_unwritten: loaded.epochs_unwritten,
                 active: loaded.active_state,
                 batches: Vec::new(),
                 producers,
@@ -320,11 +322,15 @@ impl Log {
             segments: loaded.segments,
             log_start_offset: loaded.log_start_offset,
             log_end_offset,
-            recovery_point: loaded.recovery_point,
+            recovery_point,
             snapshots,
             transactions,
         };
-        Ok(Log::assemble(dir, storage, config, parts))
+        let log = Log::assemble(dir, storage, config, parts);
+        if let Some(error) = out_of_space {
+            log.note_out_of_space(&error);
+        }
+        Ok(log)
     }
 
     fn assemble(dir: PathBuf, storage: Arc<dyn Storage>, config: LogConfig, parts: Parts) -> Log {

@@ -4,7 +4,15 @@
 //! dense offsets and leader epochs, rebuild the indexes, and truncate at the
 //! first batch that fails (a torn or corrupt tail), deleting any later
 //! segments. A clean shutdown marker means nothing needs recovering.
+//!
+//! A full disk does not stop an open. Truncating a torn tail and deleting
+//! files need no space; what does (the leader epoch checkpoint, the rebuilt
+//! indexes and `.txnindex` files, the recovery point) only spares the next
+//! open work, so it waits for space, as it does in the running log: the
+//! recovery point the log starts with stays below whatever is not written
+//! yet, and the epoch checkpoint is written before the next append.
 
+use std::collections::BTreeSet;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
@@ -14,7 +22,7 @@ use crate::checkpoint::{self, CLEAN_SHUTDOWN_FILE, LOG_START_OFFSET_FILE, Leader
 use crate::offset_index::OffsetIndex;
 use crate::scan::HeaderScanner;
 use crate::segment::{self, IndexingState, Segment};
-use crate::storage::{Storage, StorageFile};
+use crate::storage::{Storage, StorageFile, is_out_of_space};
 use crate::time_index::TimeIndex;
 use crate::{LogConfig, TimestampOffset};
 
@@ -31,7 +39,17 @@ pub(crate) struct Loaded {
     pub recovery_point_dirty: bool,
     /// The base offset of the first segment recovery scanned, if any.
     pub recovered_from: Option<i64>,
+    /// The recovery point checkpoint as read (`None`: missing or unreadable).
+    pub checkpointed_recovery_point: Option<i64>,
+    /// The segments whose rebuilt indexes found the disk full: the recovery
+    /// point must stay below them until they are written.
+    pub unflushed_indexes: BTreeSet<i64>,
     pub epochs: LeaderEpochCache,
+    /// The leader epoch checkpoint on disk is not `epochs` (the disk was
+    /// full): it must be written before the next append.
+    pub epochs_unwritten: bool,
+    /// The first write that found the disk full, if any.
+    pub out_of_space: Option<io::Error>,
     pub active_state: IndexingState,
 }
 
@@ -78,14 +96,14 @@ pub(crate) fn load(storage: &dyn Storage, dir: &Path, config: &LogConfig, now_ms
         checkpoint::read_offset(storage, dir, LOG_START_OFFSET_FILE),
         "log start",
     );
+    let checkpointed_recovery_point = or_absent(
+        checkpoint::read_offset(storage, dir, RECOVERY_POINT_FILE),
+        "recovery point",
+    );
     let recovery_point = if clean_shutdown {
         i64::MAX
     } else {
-        or_absent(
-            checkpoint::read_offset(storage, dir, RECOVERY_POINT_FILE),
-            "recovery point",
-        )
-        .unwrap_or(0)
+        checkpointed_recovery_point.unwrap_or(0)
     };
     let (mut epochs, epochs_trusted) = match LeaderEpochCache::read(storage, dir) {
         Ok(Some(cache)) => (cache, true),
@@ -201,24 +219,31 @@ pub(crate) fn load(storage: &dyn Storage, dir: &Path, config: &LogConfig, now_ms
         },
     };
 
+    let mut out_of_space = None;
     let epochs_changed = epochs.truncate_from_end(log_end_offset);
+    let mut epochs_unwritten = false;
     if epochs_changed || !epochs_trusted || !storage.exists(&dir.join(checkpoint::LEADER_EPOCH_FILE)) {
-        epochs.write(storage, dir)?;
+        // Left as it was, the checkpoint may name epochs from offsets that
+        // recovery cut off; the append path writes it before any batch
+        // could land there.
+        epochs_unwritten = deferred_for_space(epochs.write(storage, dir), &mut out_of_space)?;
     }
-    if !clean_shutdown {
-        // Make the recovered state (truncations, rebuilt indexes) durable so
-        // the next crash does not redo this work.
-        for segment in &recovered {
-            segment.log.sync()?;
-            segment.flush_indexes()?;
+    // Make the recovered state (truncations, rebuilt indexes) durable so the
+    // next crash does not redo this work. After a clean shutdown only the
+    // segments a finished swap put in place were recovered. The data must
+    // be durable (the log serves it as such, and truncation needs no
+    // space); the indexes wait for space if they must.
+    let mut unflushed_indexes = BTreeSet::new();
+    for segment in recovered
+        .iter()
+        .filter(|s| !clean_shutdown || swapped.contains(&s.base_offset))
+    {
+        segment.log.sync()?;
+        if deferred_for_space(segment.flush_indexes(), &mut out_of_space)? {
+            unflushed_indexes.insert(segment.base_offset);
         }
     }
     if clean_shutdown {
-        // Segments a finished swap put in place were recovered even so.
-        for segment in recovered.iter().filter(|s| swapped.contains(&s.base_offset)) {
-            segment.log.sync()?;
-            segment.flush_indexes()?;
-        }
         storage.remove_file(&dir.join(CLEAN_SHUTDOWN_FILE))?;
     }
     storage.sync_dir(dir)?;
@@ -228,9 +253,85 @@ pub(crate) fn load(storage: &dyn Storage, dir: &Path, config: &LogConfig, now_ms
         recovery_point: log_end_offset,
         recovery_point_dirty: !clean_shutdown,
         recovered_from: recovered.iter().map(|s| s.base_offset).min(),
+        checkpointed_recovery_point,
+        unflushed_indexes,
         epochs,
+        epochs_unwritten,
+        out_of_space,
         active_state,
     })
+}
+
+/// A write of the open that found the disk full is put off: returns
+/// whether it was, keeping the first such error in `out_of_space`. Any
+/// other failure fails the open.
+pub(crate) fn deferred_for_space(result: io::Result<()>, out_of_space: &mut Option<io::Error>) -> io::Result<bool> {
+    match result {
+        Ok(()) => Ok(false),
+        Err(error) if is_out_of_space(&error) => {
+            out_of_space.get_or_insert(error);
+            Ok(true)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// The recovery point a log opens with, written to its checkpoint when the
+/// open recovered segments. The log end offset, unless some of the state
+/// recovered from the segments (their indexes, their `.txnindex` files
+/// `stale_transaction_indexes`) or the checkpoint itself could not be
+/// written for want of space: then the recovery point stays below that
+/// state, so the running log writes it before moving the recovery point
+/// past it (Kafka's recovery point likewise never passes unflushed
+/// segments).
+///
+/// The checkpoint file that could not be rewritten keeps its old value,
+/// which stays true: every segment it lets the next open trust holds the
+/// same bytes as at that value's writing, its indexes prefixes of the
+/// right ones (the time index flushed first), its `.txnindex` file
+/// rewritten whole or not at all. Unless it lies past the log end (recovery
+/// cut off data below it, which only damage does): then segments appended
+/// from here would pass for flushed before they are, so it is removed
+/// (removing needs no space), and the next open recovers everything.
+pub(crate) fn settle_recovery_point(
+    storage: &dyn Storage,
+    dir: &Path,
+    loaded: &Loaded,
+    stale_transaction_indexes: &BTreeSet<i64>,
+    out_of_space: &mut Option<io::Error>,
+) -> io::Result<i64> {
+    let log_end_offset = loaded.recovery_point;
+    let unwritten = loaded
+        .unflushed_indexes
+        .iter()
+        .chain(stale_transaction_indexes)
+        .min()
+        .copied();
+    if unwritten.is_none() {
+        if !loaded.recovery_point_dirty {
+            return Ok(log_end_offset);
+        }
+        let written = checkpoint::write_offset(storage, dir, RECOVERY_POINT_FILE, log_end_offset);
+        if !deferred_for_space(written, out_of_space)? {
+            return Ok(log_end_offset);
+        }
+    }
+    let on_disk = match loaded.checkpointed_recovery_point {
+        Some(offset) if offset > log_end_offset => {
+            tracing::warn!(
+                dir = %dir.display(),
+                recovery_point = offset,
+                log_end_offset,
+                "removing a recovery point past the recovered log end that the full disk keeps from being rewritten"
+            );
+            storage.remove_file(&dir.join(RECOVERY_POINT_FILE))?;
+            storage.sync_dir(dir)?;
+            0
+        }
+        Some(offset) => offset,
+        None => 0,
+    };
+    Ok(log_end_offset.min(on_disk).min(unwritten.unwrap_or(i64::MAX)))
 }
 
 /// The first batch's max timestamp, from which `segment.ms` counts.

@@ -221,9 +221,14 @@ impl Segment {
         }
     }
 
+    /// Writes and fsyncs both indexes, the time index first. An open that
+    /// trusts the segment takes its max timestamp from the time index and
+    /// from a scan of the batches after the offset index's last entry, so
+    /// a failure between the two (a full disk) must leave the offset index
+    /// behind the time index, never ahead of it.
     pub fn flush_indexes(&self) -> io::Result<()> {
-        self.offset_index.flush()?;
-        self.time_index.flush()
+        self.time_index.flush()?;
+        self.offset_index.flush()
     }
 
     /// Whole batches from the one holding `start_offset`, up to `max_bytes`

@@ -174,6 +174,11 @@ impl SimStorage {
         *self.faults.free_bytes.lock().unwrap_or_else(|e| e.into_inner()) = free;
     }
 
+    /// The space left on the disk, when limited.
+    pub fn free_bytes(&self) -> Option<u64> {
+        *self.faults.free_bytes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Makes every fsync fail until cleared.
     pub fn set_fail_syncs(&self, fail: bool) {
         self.faults.fail_syncs.store(fail, Ordering::Relaxed);

@@ -232,7 +232,7 @@ pub(crate) fn write_atomically(storage: &dyn Storage, path: &Path, contents: &[u
     }
 }
 
-fn temporary_path(path: &Path) -> std::path::PathBuf {
+pub(crate) fn temporary_path(path: &Path) -> std::path::PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(".tmp");
     path.with_file_name(name)

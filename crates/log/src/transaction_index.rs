@@ -18,9 +18,12 @@
 //! recovery point get their file rebuilt on open from the log: the
 //! producer state is replayed from a snapshot at or below the first such
 //! segment, and each abort marker met becomes an entry, with the first
-//! offset the producer state gives.
+//! offset the producer state gives. A rebuilt file replaces the old one
+//! whole (a temporary file, fsynced, renamed over it); one that finds the
+//! disk full is left as it was and marked stale, and the running log
+//! rewrites it before the recovery point passes its segment.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -88,6 +91,9 @@ pub(crate) struct LoadedIndexes {
     pub entries: Vec<AbortedTxnEntry>,
     /// The index files found, by segment base offset.
     pub files: BTreeMap<i64, Arc<dyn StorageFile>>,
+    /// The segments whose rebuilt file could not be written (the disk was
+    /// full): their file on disk may be wrong until rewritten whole.
+    pub stale: BTreeSet<i64>,
     pub rebuild: Rebuild,
 }
 
@@ -135,6 +141,7 @@ pub(crate) fn load(
     Ok(LoadedIndexes {
         entries,
         files,
+        stale: BTreeSet::new(),
         rebuild: Rebuild {
             from: rebuild_from,
             bases: segments.iter().map(|s| s.base_offset).collect(),
@@ -208,8 +215,15 @@ impl Rebuild {
 impl LoadedIndexes {
     /// Writes the rebuilt entries: each rebuilt segment's file is replaced
     /// (or removed when it has none) and fsynced, so that once the
-    /// recovery point passes the segment its file is right.
-    pub fn finish_rebuild(&mut self, storage: &dyn Storage, dir: &Path) -> io::Result<()> {
+    /// recovery point passes the segment its file is right. A file that
+    /// finds the disk full stays as it was, in `stale`, and the first such
+    /// error in `out_of_space`; the entries are in memory either way.
+    pub fn finish_rebuild(
+        &mut self,
+        storage: &dyn Storage,
+        dir: &Path,
+        out_of_space: &mut Option<io::Error>,
+    ) -> io::Result<()> {
         let from = self.rebuild.from;
         if from == i64::MAX {
             return Ok(());
@@ -218,15 +232,20 @@ impl LoadedIndexes {
         for (base, entry) in &self.rebuild.entries {
             encode(entry, by_segment.entry(*base).or_default());
         }
-        let mut dir_changed = false;
         // `from` is a segment's base offset: every segment from there on
         // is rebuilt whole.
         let rebuilt: Vec<i64> = self.rebuild.bases.iter().copied().filter(|b| *b >= from).collect();
-        for base in rebuilt {
+        for &base in &rebuilt {
             let bytes = by_segment.remove(&base).unwrap_or_default();
-            dir_changed |= self.replace(storage, dir, base, &bytes)?;
+            let written = rewrite(storage, dir, base, &bytes).map(|file| match file {
+                Some(file) => self.files.insert(base, file),
+                None => self.files.remove(&base),
+            });
+            if crate::recovery::deferred_for_space(written.map(drop), out_of_space)? {
+                self.stale.insert(base);
+            }
         }
-        if dir_changed {
+        if !rebuilt.is_empty() {
             storage.sync_dir(dir)?;
         }
         self.entries
@@ -234,26 +253,37 @@ impl LoadedIndexes {
         self.rebuild.from = i64::MAX;
         Ok(())
     }
+}
 
-    /// Makes segment `base`'s file hold exactly `bytes`, durably. Returns
-    /// whether a file was created or removed.
-    fn replace(&mut self, storage: &dyn Storage, dir: &Path, base: i64, bytes: &[u8]) -> io::Result<bool> {
-        let path = path(dir, base);
-        if bytes.is_empty() {
-            if self.files.remove(&base).is_some() {
-                storage.remove_file(&path)?;
-                return Ok(true);
-            }
-            return Ok(false);
+/// Replaces segment `base`'s file with one holding exactly `bytes`, fsynced,
+/// through a temporary file renamed over it, so that a failure (a full
+/// disk) leaves the old file whole; removes it when `bytes` is empty. The
+/// caller fsyncs the directory. Returns the new file.
+pub(crate) fn rewrite(
+    storage: &dyn Storage,
+    dir: &Path,
+    base: i64,
+    bytes: &[u8],
+) -> io::Result<Option<Arc<dyn StorageFile>>> {
+    let path = path(dir, base);
+    if bytes.is_empty() {
+        if storage.exists(&path) {
+            storage.remove_file(&path)?;
         }
-        let created = !self.files.contains_key(&base);
-        let file = storage.open(&path, true)?;
-        file.set_len(0)?;
-        file.append(bytes)?;
-        file.sync()?;
-        self.files.insert(base, file);
-        Ok(created)
+        return Ok(None);
     }
+    let tmp = storage::temporary_path(&path);
+    if storage.exists(&tmp) {
+        storage.remove_file(&tmp)?;
+    }
+    let file = storage.open(&tmp, true)?;
+    if let Err(error) = file.append(bytes).and_then(|_| file.sync()) {
+        // Empty after the failed append: removing it needs no space.
+        let _ = storage.remove_file(&tmp);
+        return Err(error);
+    }
+    storage.rename(&tmp, &path)?;
+    Ok(Some(file))
 }
 
 #[cfg(test)]

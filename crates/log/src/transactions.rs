@@ -86,6 +86,9 @@ struct TxnState {
     files: BTreeMap<i64, Arc<dyn StorageFile>>,
     /// The segments whose file has writes not yet fsynced.
     dirty: BTreeSet<i64>,
+    /// The segments whose file the open could not rebuild (a full disk):
+    /// rewritten whole from `aborted` before the recovery point passes them.
+    stale: BTreeSet<i64>,
 }
 
 impl TxnState {
@@ -106,6 +109,7 @@ impl Transactions {
             first_ongoing: producers.first_ongoing_offset().unwrap_or(i64::MAX),
             files: indexes.files,
             dirty: BTreeSet::new(),
+            stale: indexes.stale,
         };
         Transactions {
             first_unstable_offset: AtomicI64::new(state.first_unstable_offset()),
@@ -302,8 +306,10 @@ impl Log {
     }
 
     /// Fsyncs the `.txnindex` files of the segments below `offset` (the
-    /// recovery point about to be written), outside the append lock.
+    /// recovery point about to be written), outside the append lock; those
+    /// an open left stale are rewritten whole first.
     pub(crate) fn sync_transaction_indexes(&self, offset: i64) -> io::Result<()> {
+        self.rewrite_stale_transaction_indexes(offset)?;
         let files: Vec<Arc<dyn StorageFile>> = {
             let mut state = lock(&self.transactions.state);
             let bases: Vec<i64> = state.dirty.range(..offset).copied().collect();
@@ -317,6 +323,43 @@ impl Log {
         };
         for file in files {
             file.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Rewrites the stale `.txnindex` files of the segments below `offset`
+    /// from the entries in memory. Under the state lock, so that no entry
+    /// is appended to a file being replaced; this happens only after an
+    /// open that found the disk full.
+    fn rewrite_stale_transaction_indexes(&self, offset: i64) -> io::Result<()> {
+        let segments = self.segments();
+        let mut state = lock(&self.transactions.state);
+        if state.stale.range(..offset).next().is_none() {
+            return Ok(());
+        }
+        let stale: Vec<i64> = state.stale.range(..offset).copied().collect();
+        for base in stale {
+            let Some(at) = segments.iter().position(|s| s.base_offset == base) else {
+                // Its segment left the log.
+                state.stale.remove(&base);
+                continue;
+            };
+            let end = segments.get(at + 1).map_or(i64::MAX, |s| s.base_offset);
+            let mut bytes = Vec::new();
+            for entry in state
+                .aborted
+                .iter()
+                .filter(|e| (base..end).contains(&e.txn.last_offset))
+            {
+                transaction_index::encode(entry, &mut bytes);
+            }
+            match transaction_index::rewrite(self.storage.as_ref(), &self.dir, base, &bytes)? {
+                Some(file) => state.files.insert(base, file),
+                None => state.files.remove(&base),
+            };
+            state.stale.remove(&base);
+            state.dirty.remove(&base);
+            self.storage.sync_dir(&self.dir)?;
         }
         Ok(())
     }
@@ -371,6 +414,11 @@ impl Log {
                 state.files.remove(&b);
                 state.dirty.remove(&b);
             }
+            // The cleaned segment's file is rewritten whole below.
+            let stale: Vec<i64> = state.stale.range(base..end).copied().collect();
+            for b in stale {
+                state.stale.remove(&b);
+            }
             bytes
         };
         let path = transaction_index::path(&self.dir, base);
@@ -395,6 +443,7 @@ impl Log {
         state.aborted.drain(..below);
         state.files = state.files.split_off(&first_base);
         state.dirty = state.dirty.split_off(&first_base);
+        state.stale = state.stale.split_off(&first_base);
     }
 }
 

@@ -1,7 +1,8 @@
 //! Storage faults other than a crash: a full disk refuses writes with
 //! KAFKA_STORAGE_ERROR and leaves the log exactly as it was, so that writes
-//! resume once space returns; any other failed read or write takes the log
-//! offline (Kafka's log directory failure).
+//! resume once space returns (and a log opens on it: `open_on_full_disk`);
+//! any other failed read or write takes the log offline (Kafka's log
+//! directory failure).
 
 #[path = "common/encoder.rs"]
 mod encoder;
@@ -141,13 +142,13 @@ fn a_roll_that_finds_the_disk_full_keeps_the_active_segment() {
     assert_eq!(error.code(), KAFKA_STORAGE_ERROR);
     assert!(!log.is_offline());
     log.sync_to(log.log_end_offset()).unwrap();
-    // What the failed roll left on disk recovers to the log as it was.
-    // (Opening writes checkpoints, so it needs the space back first.)
+    // What the failed roll left on disk recovers to the log as it was,
+    // on the disk still full.
     storage.power_cut();
     drop(log);
-    storage.set_free_bytes(None);
     let log = open(&storage);
     assert_eq!(read_all(&log, 0), acknowledged);
+    storage.set_free_bytes(None);
     let b = batch(2, 600, NOW);
     let info = log.append(&b, 0, NOW).unwrap();
     acknowledged.extend_from_slice(&as_stored(&b, info.base_offset, 0, -1));
