@@ -1,9 +1,10 @@
 //! Files leaving the log (Kafka's `LocalLog.deleteSegmentFiles` and
 //! `UnifiedLog.deleteProducerSnapshots`): once retention, DeleteRecords or
 //! a cleaner swap has taken segments out of the segment list, their files
-//! (`.log`, `.index`, `.timeindex`, `.txnindex`) and, when the log start
-//! moved, the producer snapshots below the first remaining segment are
-//! renamed with the `.deleted` suffix at once, and removed
+//! (`.log`, `.index`, `.timeindex`, `.txnindex`) and their producer
+//! snapshots (below the first remaining segment when the log start moved;
+//! after a swap, those that start no segment any more) are renamed with
+//! the `.deleted` suffix at once, and removed
 //! `file.delete.delay.ms` later. The rename frees the name for a
 //! swapped-in copy and marks the files as garbage, so whatever a crash or a
 //! shutdown leaves behind goes at the next open (as Kafka's `LogLoader`

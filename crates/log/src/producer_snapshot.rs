@@ -24,6 +24,13 @@
 //! segment's base offset and the log end offset is loaded and the batch
 //! headers after it are replayed; unreadable snapshots are deleted and an
 //! older one (or the log start) is used instead, never failing the open.
+//!
+//! A snapshot belongs to the segment starting at its offset (the roll's) or
+//! sits past every segment (the close's, at the log end). One whose offset
+//! no longer starts a segment, once a cleaner swap merged segments, is a
+//! stray: the swap retires it (Kafka's `removeStraySnapshots`, called by
+//! `replaceSegments`) and an open deletes any a crash left behind (as
+//! Kafka's `LogLoader` does).
 
 use std::collections::BTreeSet;
 use std::io;
@@ -177,6 +184,23 @@ fn remove(storage: &dyn Storage, dir: &Path, offset: i64) -> io::Result<()> {
     }
 }
 
+/// Kafka's `removeStraySnapshots`: the snapshots whose offset starts none of
+/// the segments at `segment_bases`, but for the newest of them when it lies
+/// past every segment's base (the clean close's, at the log end, or a roll's
+/// whose segment is not in place yet). Returns them, oldest first.
+pub(crate) fn strays(snapshots: &BTreeSet<i64>, segment_bases: &[i64]) -> Vec<i64> {
+    let mut strays: Vec<i64> = snapshots
+        .iter()
+        .copied()
+        .filter(|offset| segment_bases.binary_search(offset).is_err())
+        .collect();
+    let last_base = segment_bases.last().copied().unwrap_or(i64::MIN);
+    if strays.last().is_some_and(|newest| *newest > last_base) {
+        strays.pop();
+    }
+    strays
+}
+
 /// Takes the snapshots below `offset` (those of deleted segments) out of
 /// `snapshots` and returns them, for the caller to retire with their
 /// segments.
@@ -235,6 +259,15 @@ pub(crate) fn load(
         tracing::info!(dir = %dir.display(), offset, "deleting an out-of-range producer snapshot");
         remove(storage, dir, offset)?;
         snapshots.remove(&offset);
+    }
+    // Strays a crash kept a cleaner swap from retiring. Nothing reads them
+    // yet, so they go at once, as `.deleted` files do.
+    let bases: Vec<i64> = segments.iter().map(|s| s.base_offset).collect();
+    for offset in strays(&snapshots, &bases) {
+        tracing::info!(dir = %dir.display(), offset, "deleting a producer snapshot that starts no segment");
+        remove(storage, dir, offset)?;
+        snapshots.remove(&offset);
+        removed = true;
     }
     let (from, mut state) = newest_state(storage, dir, &mut snapshots, i64::MAX, first_base, &mut removed)?;
     if rebuild.from() < from {
@@ -418,5 +451,18 @@ mod tests {
         assert_eq!(snapshots.iter().copied().collect::<Vec<_>>(), [20, 30, 40, 50]);
         assert_eq!(take_below(&mut snapshots, 40), [20, 30]);
         assert_eq!(snapshots.iter().copied().collect::<Vec<_>>(), [40, 50]);
+    }
+
+    #[test]
+    fn strays_start_no_segment_but_the_newest_past_every_segment_stays() {
+        let snapshots: BTreeSet<i64> = [10, 20, 30, 45, 60, 75].into_iter().collect();
+        // Segments 20 and 30 were merged into 10; 45 was a clean close's
+        // snapshot inside the segment at 40, 75 one at the log end.
+        assert_eq!(strays(&snapshots, &[10, 40, 60]), [20, 30, 45]);
+        // The newest stray stays only past every segment's base, as Kafka's.
+        assert_eq!(strays(&snapshots, &[10, 40, 60, 80]), [20, 30, 45, 75]);
+        assert_eq!(strays(&snapshots, &[10, 20, 30, 45, 60, 75]), Vec::<i64>::new());
+        assert_eq!(strays(&snapshots, &[]), [10, 20, 30, 45, 60]);
+        assert_eq!(strays(&BTreeSet::new(), &[0, 10]), Vec::<i64>::new());
     }
 }

@@ -2,8 +2,8 @@
 //! survives at its offset, tombstones go after `delete.retention.ms`,
 //! compressed batches keep their codec, producers and transactions are
 //! handled as Kafka's cleaner handles them, a compacted log refuses records
-//! without a key, and a crash at any step of a segment swap leaves a valid
-//! log.
+//! without a key, producer snapshots of merged segments are retired with
+//! them, and a crash at any step of a segment swap leaves a valid log.
 
 #[path = "common/files.rs"]
 mod files;
@@ -687,12 +687,13 @@ fn crash_during_swap(storage: Arc<dyn Storage>, dir: &Path, step: SwapStep, powe
     assert_eq!(log.log_end_offset(), end + 1);
 }
 
-const STEPS: [SwapStep; 5] = [
+const STEPS: [SwapStep; 6] = [
     SwapStep::CleanedWritten,
     SwapStep::IndexesRenamedToSwap,
     SwapStep::LogRenamedToSwap,
     SwapStep::OldSegmentsDeleted,
     SwapStep::IndexesInPlace,
+    SwapStep::SwappedIn,
 ];
 
 #[test]
@@ -735,4 +736,169 @@ fn a_cleaned_log_recovers_after_an_unclean_shutdown() {
         assert_eq!(read_all(&log).1, cleaned);
         assert_valid(&log, &written);
     }
+}
+
+/// Base offsets of the `<offset>.<extension>` files in `t-0` under `dir`.
+fn offsets_of(dir: &Path, extension: &str) -> Vec<i64> {
+    names_ending(dir, extension)
+        .iter()
+        .map(|n| n[..20].parse().unwrap())
+        .collect()
+}
+
+/// Small segments (a producer snapshot at each roll's base offset), each
+/// with an idempotent producer's batch and updates of the same keys; then
+/// a larger `segment.bytes`, so that a cleaning merges several segments
+/// into one.
+fn write_small_segments(log: &Log, producer: &mut Producer) -> BTreeMap<i64, (String, String)> {
+    let mut written = BTreeMap::new();
+    for round in 0..8 {
+        let base = append_with(
+            log,
+            &[(Some("idempotent"), Some("x")), (Some("key-0"), Some("y"))],
+            NOW,
+            Compression::None,
+            Some(producer),
+        );
+        written.insert(base, ("idempotent".to_string(), "x".to_string()));
+        written.insert(base + 1, ("key-0".to_string(), "y".to_string()));
+        producer.sequence += 2;
+        written.extend(write_updates(log, &format!("r{round}"), 20, 2, NOW));
+    }
+    log.set_config(LogConfig {
+        segment_bytes: 1 << 20,
+        ..log.config()
+    });
+    written
+}
+
+fn small_segments() -> LogConfig {
+    LogConfig {
+        segment_bytes: 1024,
+        ..config()
+    }
+}
+
+#[test]
+fn a_cleaning_retires_the_producer_snapshots_of_merged_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    let log = Log::open(&path, small_segments()).unwrap();
+    let mut producer = Producer {
+        id: 5,
+        epoch: 0,
+        sequence: 0,
+        transactional: false,
+    };
+    let mut written = write_small_segments(&log, &mut producer);
+    let bases_before = offsets_of(dir.path(), ".log");
+    let snapshots_before = offsets_of(dir.path(), ".snapshot");
+    assert!(bases_before.len() > 8, "{bases_before:?}");
+    assert_eq!(snapshots_before, bases_before[1..], "a snapshot at every roll");
+    let states = log.producer_states();
+
+    assert_eq!(clean(&log, NOW).outcome, CleanOutcome::Cleaned);
+    let bases = offsets_of(dir.path(), ".log");
+    assert!(bases.len() < bases_before.len(), "segments merged: {bases:?}");
+    // Kafka's `removeStraySnapshots`: every snapshot left starts a segment,
+    // and those of the merged segments (the ones the group commit before
+    // the cleaning kept) were retired like their files.
+    let snapshots = offsets_of(dir.path(), ".snapshot");
+    assert!(snapshots.iter().all(|s| bases.contains(s)), "{snapshots:?} {bases:?}");
+    let retired = offsets_of(dir.path(), ".snapshot.deleted");
+    assert!(!retired.is_empty(), "no snapshot retired: {snapshots:?} {bases:?}");
+    assert!(
+        retired
+            .iter()
+            .all(|s| !bases.contains(s) && snapshots_before.contains(s)),
+        "{retired:?} {bases:?}"
+    );
+    log.delete_expired_files(i64::MAX).unwrap();
+    assert!(names_ending(dir.path(), ".deleted").is_empty());
+
+    // Appends roll on, and the producer state survives a restart, clean
+    // or not, from the snapshots left.
+    let base = append_with(
+        &log,
+        &[(Some("key-1"), Some("z"))],
+        NOW,
+        Compression::None,
+        Some(&producer),
+    );
+    written.insert(base, ("key-1".to_string(), "z".to_string()));
+    producer.sequence += 1;
+    let states = {
+        let mut after = states.clone();
+        after[0] = log.producer_states()[0];
+        after
+    };
+    drop(log);
+    let log = Log::open(&path, config()).unwrap();
+    assert_eq!(log.producer_states(), states, "after a crash");
+    assert_valid(&log, &written);
+    log.close().unwrap();
+    drop(log);
+    let log = Log::open(&path, config()).unwrap();
+    assert_eq!(log.producer_states(), states, "after a clean close");
+    let retry = encode(
+        &[(Some("key-1"), Some("z"))],
+        NOW,
+        Compression::None,
+        Some(&Producer {
+            sequence: producer.sequence - 1,
+            ..producer
+        }),
+    );
+    assert!(log.append(&retry, 0, NOW).unwrap().duplicate);
+}
+
+#[test]
+fn a_crash_before_the_stray_snapshots_are_retired_leaves_them_to_the_next_open() {
+    let sim = SimStorage::new();
+    let path = Path::new("/data/t-0");
+    let log = Log::open_with_storage(path, small_segments(), sim.clone()).unwrap();
+    let mut producer = Producer {
+        id: 5,
+        epoch: 0,
+        sequence: 0,
+        transactional: false,
+    };
+    let written = write_small_segments(&log, &mut producer);
+    let states = log.producer_states();
+    let options = CleanOptions {
+        crash_after: Some(SwapStep::SwappedIn),
+        ..CleanOptions::default()
+    };
+    assert!(log.clean(&options, NOW).is_err(), "the simulated crash");
+    drop(log);
+    let offsets = |extension: &str| -> Vec<i64> {
+        let mut offsets: Vec<i64> = sim
+            .list_dir(path)
+            .unwrap()
+            .iter()
+            .filter(|n| n.len() == 20 + extension.len() && n.ends_with(extension))
+            .map(|n| n[..20].parse().unwrap())
+            .collect();
+        offsets.sort();
+        offsets
+    };
+    let bases = offsets(".log");
+    let strays: Vec<i64> = offsets(".snapshot")
+        .into_iter()
+        .filter(|s| !bases.contains(s))
+        .collect();
+    assert!(!strays.is_empty(), "the crash left stray snapshots");
+    sim.power_cut();
+
+    let log = Log::open_with_storage(path, config(), sim.clone()).unwrap();
+    assert_eq!(offsets(".log"), bases);
+    let snapshots = offsets(".snapshot");
+    assert!(
+        snapshots.iter().all(|s| bases.contains(s)),
+        "the open deleted the strays: {snapshots:?}, segments {bases:?}"
+    );
+    assert_valid(&log, &written);
+    assert_eq!(log.producer_states(), states);
+    let next = encode(&[(Some("key-1"), Some("z"))], NOW, Compression::None, Some(&producer));
+    assert!(!log.append(&next, 0, NOW).unwrap().duplicate);
 }

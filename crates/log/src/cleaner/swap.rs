@@ -13,7 +13,13 @@
 //! 3. the group's segments are retired (renamed `.deleted`, removed after
 //!    `file.delete.delay.ms`: see `deletion`), the indexes and then the log
 //!    renamed into the first segment's names, the directory fsynced, and
-//!    the segment list swapped in memory.
+//!    the segment list swapped in memory;
+//! 4. the producer snapshots at the base offsets of the group's other
+//!    segments, which start no segment now, are retired the same way
+//!    (Kafka's `replaceSegments` calls `removeStraySnapshots`). A crash
+//!    before leaves them behind for the next open, which deletes them; until
+//!    then they are still true of the log (the producers' state as of their
+//!    offset), so recovery may replay from them.
 //!
 //! Old segments the open does not delete (those starting at or after the
 //! cleaned copy's end, when the cleaning dropped the group's last batches)
@@ -30,6 +36,7 @@ use crate::Log;
 use crate::LogError;
 use crate::lock;
 use crate::offset_index::OffsetIndex;
+use crate::producer_snapshot;
 use crate::scan::HeaderScanner;
 use crate::segment::{self, Segment};
 use crate::storage::Storage;
@@ -94,6 +101,9 @@ pub enum SwapStep {
     OldSegmentsDeleted,
     /// The indexes are renamed into place; the log is not yet.
     IndexesInPlace,
+    /// The cleaned segment is in place and in the segment list; the stray
+    /// producer snapshots are not retired yet.
+    SwappedIn,
 }
 
 /// How a swap ended.
@@ -182,7 +192,35 @@ impl Log {
         // The aborted transactions index follows the new segment.
         self.on_segments_cleaned(&cleaned, old_end.max(cleaned.next_offset()))
             .map_err(|e| self.fail(e))?;
+        crash(SwapStep::SwappedIn)?;
+        self.retire_stray_snapshots().map_err(|e| self.fail(e))?;
         Ok(Swapped::Done)
+    }
+
+    /// Retires the producer snapshots whose offset starts no segment (see
+    /// `producer_snapshot::strays`): renamed `.deleted`, removed after
+    /// `file.delete.delay.ms`, as the snapshots of deleted segments are.
+    fn retire_stray_snapshots(&self) -> io::Result<()> {
+        let strays = {
+            // Under the append lock, so that no roll adds a snapshot whose
+            // segment is not in the list yet.
+            let _writer = lock(&self.writer);
+            let bases: Vec<i64> = self.segments().iter().map(|s| s.base_offset).collect();
+            let mut snapshots = lock(&self.snapshots);
+            let strays = producer_snapshot::strays(&snapshots, &bases);
+            for offset in &strays {
+                snapshots.remove(offset);
+            }
+            strays
+        };
+        if !strays.is_empty() {
+            tracing::debug!(dir = %self.dir.display(), ?strays, "retiring producer snapshots that start no segment");
+        }
+        self.retire_files(
+            strays
+                .iter()
+                .map(|&offset| producer_snapshot::snapshot_path(&self.dir, offset)),
+        )
     }
 }
 
