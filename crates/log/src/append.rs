@@ -157,7 +157,7 @@ impl Log {
         producer_snapshot::write(self.storage.as_ref(), &self.dir, base_offset, producers, false)?;
         lock(&self.snapshots).insert(base_offset);
         let segment = Arc::new(Segment::create(
-            self.storage.as_ref(),
+            &self.storage,
             &self.dir,
             base_offset,
             config.segment_index_bytes,

@@ -292,7 +292,7 @@ impl Log {
     pub fn open_with_storage(dir: impl Into<PathBuf>, config: LogConfig, storage: Arc<dyn Storage>) -> Result<Log> {
         let dir = dir.into();
         let now_ms = now_ms();
-        let mut loaded = recovery::load(storage.as_ref(), &dir, &config, now_ms)?;
+        let mut loaded = recovery::load(&storage, &dir, &config, now_ms)?;
         let mut out_of_space = loaded.out_of_space.take();
         let log_end_offset = loaded
             .segments

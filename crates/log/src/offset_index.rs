@@ -10,10 +10,10 @@
 //! recovery point; anything above it is rebuilt by recovery.
 
 use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use crate::entries::Entries;
-use crate::storage::{StorageFile, read_all};
+use crate::storage::IndexFile;
 
 pub(crate) const ENTRY_SIZE: usize = 8;
 
@@ -21,7 +21,7 @@ pub(crate) struct OffsetIndex {
     base_offset: i64,
     entries: Entries<1>,
     max_entries: usize,
-    file: Arc<dyn StorageFile>,
+    file: IndexFile,
     /// How many entries the file holds.
     persisted: Mutex<usize>,
 }
@@ -36,8 +36,8 @@ fn unpack(entry: [u64; 1]) -> (u32, u32) {
 
 impl OffsetIndex {
     /// An empty index over `file` (which is truncated to match).
-    pub fn create(file: Arc<dyn StorageFile>, base_offset: i64, index_bytes: u64) -> io::Result<OffsetIndex> {
-        file.set_len(0)?;
+    pub fn create(file: IndexFile, base_offset: i64, index_bytes: u64) -> io::Result<OffsetIndex> {
+        file.truncate()?;
         Ok(OffsetIndex::create_in_memory(file, base_offset, index_bytes))
     }
 
@@ -45,13 +45,8 @@ impl OffsetIndex {
     /// sanity checks (whole entries, offsets and positions strictly
     /// increasing, positions inside a log of `log_size` bytes): the caller
     /// then rebuilds it from the log.
-    pub fn load(
-        file: Arc<dyn StorageFile>,
-        base_offset: i64,
-        index_bytes: u64,
-        log_size: u64,
-    ) -> io::Result<Option<OffsetIndex>> {
-        let bytes = read_all(file.as_ref())?;
+    pub fn load(file: IndexFile, base_offset: i64, index_bytes: u64, log_size: u64) -> io::Result<Option<OffsetIndex>> {
+        let bytes = file.read()?;
         if bytes.len() % ENTRY_SIZE != 0 {
             return Ok(None);
         }
@@ -71,7 +66,7 @@ impl OffsetIndex {
         Ok(Some(index))
     }
 
-    fn create_in_memory(file: Arc<dyn StorageFile>, base_offset: i64, index_bytes: u64) -> OffsetIndex {
+    fn create_in_memory(file: IndexFile, base_offset: i64, index_bytes: u64) -> OffsetIndex {
         OffsetIndex {
             base_offset,
             entries: Entries::new(),
@@ -136,8 +131,7 @@ impl OffsetIndex {
                 buf.extend_from_slice(&relative.to_be_bytes());
                 buf.extend_from_slice(&position.to_be_bytes());
             }
-            self.file.append(&buf)?;
-            self.file.sync()?;
+            self.file.append_synced(&buf)?;
             *persisted = snapshot.len();
         }
         Ok(())
@@ -147,14 +141,12 @@ impl OffsetIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::{DiskStorage, Storage};
 
     #[test]
     fn lookups_and_persistence_in_kafka_format() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("00000000000000000100.index");
-        let file = DiskStorage.open(&path, true).unwrap();
-        let index = OffsetIndex::create(file, 100, 1024).unwrap();
+        let index = OffsetIndex::create(IndexFile::on_disk(&path), 100, 1024).unwrap();
         assert_eq!(index.lookup(150), (100, 0));
         index.append(109, 4096);
         index.append(130, 9000);
@@ -171,13 +163,13 @@ mod tests {
             [0, 0, 0, 9, 0, 0, 16, 0, 0, 0, 0, 30, 0, 0, 0x23, 0x28]
         );
 
-        let reloaded = OffsetIndex::load(DiskStorage.open(&path, false).unwrap(), 100, 1024, 10_000)
+        let reloaded = OffsetIndex::load(IndexFile::on_disk(&path), 100, 1024, 10_000)
             .unwrap()
             .unwrap();
         assert_eq!(reloaded.last_entry(), Some((130, 9000)));
         // A log shorter than an indexed position fails the sanity check.
         assert!(
-            OffsetIndex::load(DiskStorage.open(&path, false).unwrap(), 100, 1024, 9000)
+            OffsetIndex::load(IndexFile::on_disk(&path), 100, 1024, 9000)
                 .unwrap()
                 .is_none()
         );
@@ -186,8 +178,7 @@ mod tests {
     #[test]
     fn full_at_index_bytes() {
         let dir = tempfile::tempdir().unwrap();
-        let file = DiskStorage.open(&dir.path().join("i"), true).unwrap();
-        let index = OffsetIndex::create(file, 0, 16).unwrap();
+        let index = OffsetIndex::create(IndexFile::on_disk(&dir.path().join("i")), 0, 16).unwrap();
         index.append(1, 1);
         assert!(!index.is_full());
         index.append(2, 2);

@@ -22,7 +22,7 @@ use crate::checkpoint::{self, CLEAN_SHUTDOWN_FILE, LOG_START_OFFSET_FILE, Leader
 use crate::offset_index::OffsetIndex;
 use crate::scan::HeaderScanner;
 use crate::segment::{self, IndexingState, Segment};
-use crate::storage::{Storage, StorageFile, is_out_of_space};
+use crate::storage::{IndexFile, Storage, StorageFile, is_out_of_space};
 use crate::time_index::TimeIndex;
 use crate::{LogConfig, TimestampOffset};
 
@@ -62,7 +62,8 @@ fn or_absent<T>(result: io::Result<Option<T>>, what: &str) -> Option<T> {
     })
 }
 
-pub(crate) fn load(storage: &dyn Storage, dir: &Path, config: &LogConfig, now_ms: i64) -> io::Result<Loaded> {
+pub(crate) fn load(shared: &Arc<dyn Storage>, dir: &Path, config: &LogConfig, now_ms: i64) -> io::Result<Loaded> {
+    let storage = shared.as_ref();
     storage.create_dir_all(dir)?;
     // A cleaning interrupted by a crash is finished or dropped first; the
     // segments it swapped in get their indexes rebuilt below.
@@ -125,8 +126,8 @@ pub(crate) fn load(storage: &dyn Storage, dir: &Path, config: &LogConfig, now_ms
     for (i, &base) in bases.iter().enumerate() {
         let next_base = bases.get(i + 1).copied();
         let log = storage.open(&segment::segment_path(dir, base, "log"), false)?;
-        let index_file = storage.open(&segment::segment_path(dir, base, "index"), true)?;
-        let time_index_file = storage.open(&segment::segment_path(dir, base, "timeindex"), true)?;
+        let index_file = IndexFile::new(shared, segment::segment_path(dir, base, "index"));
+        let time_index_file = IndexFile::new(shared, segment::segment_path(dir, base, "timeindex"));
         let flushed =
             (next_base.is_some_and(|next| next <= recovery_point) || clean_shutdown) && !swapped.contains(&base);
         // Offset gaps are compaction's, in segments the cleaner wrote: below
@@ -134,7 +135,13 @@ pub(crate) fn load(storage: &dyn Storage, dir: &Path, config: &LogConfig, now_ms
         // below its checkpoint. Elsewhere a gap is damage.
         let allow_gaps = flushed || swapped.contains(&base) || base < cleaned_below;
         let trusted = if flushed {
-            load_flushed(base, &log, &index_file, &time_index_file, config.segment_index_bytes)?
+            load_flushed(
+                base,
+                &log,
+                index_file.clone(),
+                time_index_file.clone(),
+                config.segment_index_bytes,
+            )?
         } else {
             None
         };
@@ -197,7 +204,7 @@ pub(crate) fn load(storage: &dyn Storage, dir: &Path, config: &LogConfig, now_ms
             s.delete_files(storage, dir)?;
         }
         segments.push(Arc::new(Segment::create(
-            storage,
+            shared,
             dir,
             log_start_offset,
             config.segment_index_bytes,
@@ -350,12 +357,12 @@ fn first_batch_timestamp(segment: &Segment) -> io::Result<Option<i64>> {
 fn load_flushed(
     base: i64,
     log: &Arc<dyn StorageFile>,
-    index_file: &Arc<dyn StorageFile>,
-    time_index_file: &Arc<dyn StorageFile>,
+    index_file: IndexFile,
+    time_index_file: IndexFile,
     index_bytes: u64,
 ) -> io::Result<Option<Segment>> {
     let size = log.len();
-    let Some(offset_index) = OffsetIndex::load(index_file.clone(), base, index_bytes, size)? else {
+    let Some(offset_index) = OffsetIndex::load(index_file, base, index_bytes, size)? else {
         return Ok(None);
     };
     let (indexed_offset, position) = offset_index.last_entry().unwrap_or((base, 0));
@@ -388,7 +395,7 @@ fn load_flushed(
         }
         next_offset = h.next_offset();
     }
-    let Some(time_index) = TimeIndex::load(time_index_file.clone(), base, index_bytes, next_offset)? else {
+    let Some(time_index) = TimeIndex::load(time_index_file, base, index_bytes, next_offset)? else {
         return Ok(None);
     };
     let indexed_max = time_index
@@ -455,8 +462,8 @@ impl SegmentRecovery<'_> {
     fn run(
         &self,
         log: Arc<dyn StorageFile>,
-        index_file: Arc<dyn StorageFile>,
-        time_index_file: Arc<dyn StorageFile>,
+        index_file: IndexFile,
+        time_index_file: IndexFile,
         epochs: &mut LeaderEpochCache,
         last_epoch: &mut i32,
     ) -> io::Result<(Segment, IndexingState, bool)> {

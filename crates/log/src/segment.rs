@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use crate::batch::NO_TIMESTAMP;
 use crate::offset_index::OffsetIndex;
 use crate::scan::{HeaderScanner, Located};
-use crate::storage::{Storage, StorageFile};
+use crate::storage::{IndexFile, Storage, StorageFile};
 use crate::time_index::TimeIndex;
 use crate::validate::ValidatedBatch;
 use crate::{FileSlice, TimestampOffset};
@@ -99,19 +99,12 @@ impl Segment {
     }
 
     /// Creates an empty segment, truncating any files left at its name.
-    pub fn create(storage: &dyn Storage, dir: &Path, base_offset: i64, index_bytes: u64) -> io::Result<Segment> {
+    pub fn create(storage: &Arc<dyn Storage>, dir: &Path, base_offset: i64, index_bytes: u64) -> io::Result<Segment> {
         let log = storage.open(&segment_path(dir, base_offset, "log"), true)?;
         log.set_len(0)?;
-        let offset_index = OffsetIndex::create(
-            storage.open(&segment_path(dir, base_offset, "index"), true)?,
-            base_offset,
-            index_bytes,
-        )?;
-        let time_index = TimeIndex::create(
-            storage.open(&segment_path(dir, base_offset, "timeindex"), true)?,
-            base_offset,
-            index_bytes,
-        )?;
+        let index_file = |extension| IndexFile::new(storage, segment_path(dir, base_offset, extension));
+        let offset_index = OffsetIndex::create(index_file("index"), base_offset, index_bytes)?;
+        let time_index = TimeIndex::create(index_file("timeindex"), base_offset, index_bytes)?;
         Ok(Segment::new(
             base_offset,
             log,

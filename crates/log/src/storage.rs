@@ -9,7 +9,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 /// One open file. Thread-safe: positional reads may run concurrently with
@@ -251,6 +251,57 @@ pub(crate) fn replace_file(storage: &dyn Storage, path: &Path, contents: &[u8]) 
 }
 
 /// Reads a whole (small) file.
+/// A segment's index file, which the log writes only when it flushes the
+/// index: it is opened for each write and read and closed again, so an
+/// index holds no file descriptor in between. Thousands of partitions would
+/// otherwise hold three descriptors each (Kafka maps its indexes and keeps
+/// only the segment file open).
+#[derive(Clone)]
+pub(crate) struct IndexFile {
+    storage: Arc<dyn Storage>,
+    path: PathBuf,
+}
+
+impl IndexFile {
+    pub fn new(storage: &Arc<dyn Storage>, path: PathBuf) -> IndexFile {
+        IndexFile {
+            storage: storage.clone(),
+            path,
+        }
+    }
+
+    /// Empties the file, creating it if missing.
+    pub fn truncate(&self) -> io::Result<()> {
+        self.storage.open(&self.path, true)?.set_len(0)
+    }
+
+    /// The file's bytes, creating it empty if missing.
+    pub fn read(&self) -> io::Result<Vec<u8>> {
+        read_all(self.storage.open(&self.path, true)?.as_ref())
+    }
+
+    /// Appends `data` and makes it durable. A file no longer at its path
+    /// takes nothing: its segment was retired or replaced meanwhile, and
+    /// the log no longer reads it.
+    pub fn append_synced(&self, data: &[u8]) -> io::Result<()> {
+        let file = match self.storage.open(&self.path, false) {
+            Ok(file) => file,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(error) => return Err(error),
+        };
+        file.append(data)?;
+        file.sync()
+    }
+}
+
+#[cfg(test)]
+impl IndexFile {
+    /// An index file on the real file system, for unit tests.
+    pub fn on_disk(path: &Path) -> IndexFile {
+        IndexFile::new(&(Arc::new(DiskStorage) as Arc<dyn Storage>), path.to_path_buf())
+    }
+}
+
 pub(crate) fn read_all(file: &dyn StorageFile) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; file.len() as usize];
     file.read_exact_at(&mut buf, 0)?;

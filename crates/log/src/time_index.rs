@@ -5,11 +5,11 @@
 //! entries are appended only when t grows, so both columns increase.
 
 use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use crate::batch::NO_TIMESTAMP;
 use crate::entries::Entries;
-use crate::storage::{StorageFile, read_all};
+use crate::storage::IndexFile;
 
 pub(crate) const ENTRY_SIZE: usize = 12;
 
@@ -17,17 +17,17 @@ pub(crate) struct TimeIndex {
     base_offset: i64,
     entries: Entries<2>,
     max_entries: usize,
-    file: Arc<dyn StorageFile>,
+    file: IndexFile,
     persisted: Mutex<usize>,
 }
 
 impl TimeIndex {
-    pub fn create(file: Arc<dyn StorageFile>, base_offset: i64, index_bytes: u64) -> io::Result<TimeIndex> {
-        file.set_len(0)?;
+    pub fn create(file: IndexFile, base_offset: i64, index_bytes: u64) -> io::Result<TimeIndex> {
+        file.truncate()?;
         Ok(TimeIndex::in_memory(file, base_offset, index_bytes))
     }
 
-    fn in_memory(file: Arc<dyn StorageFile>, base_offset: i64, index_bytes: u64) -> TimeIndex {
+    fn in_memory(file: IndexFile, base_offset: i64, index_bytes: u64) -> TimeIndex {
         TimeIndex {
             base_offset,
             entries: Entries::new(),
@@ -41,12 +41,12 @@ impl TimeIndex {
     /// checks (whole entries, both columns increasing, offsets below
     /// `next_offset`), for the caller to rebuild.
     pub fn load(
-        file: Arc<dyn StorageFile>,
+        file: IndexFile,
         base_offset: i64,
         index_bytes: u64,
         next_offset: i64,
     ) -> io::Result<Option<TimeIndex>> {
-        let bytes = read_all(file.as_ref())?;
+        let bytes = file.read()?;
         if bytes.len() % ENTRY_SIZE != 0 {
             return Ok(None);
         }
@@ -115,8 +115,7 @@ impl TimeIndex {
                 buf.extend_from_slice(&(t as i64).to_be_bytes());
                 buf.extend_from_slice(&(r as u32).to_be_bytes());
             }
-            self.file.append(&buf)?;
-            self.file.sync()?;
+            self.file.append_synced(&buf)?;
             *persisted = snapshot.len();
         }
         Ok(())
@@ -126,13 +125,12 @@ impl TimeIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::{DiskStorage, Storage};
 
     #[test]
     fn appends_only_growing_timestamps_and_looks_up_strictly_below() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("00000000000000000010.timeindex");
-        let index = TimeIndex::create(DiskStorage.open(&path, true).unwrap(), 10, 1200).unwrap();
+        let index = TimeIndex::create(IndexFile::on_disk(&path), 10, 1200).unwrap();
         index.maybe_append(1000, 12);
         index.maybe_append(900, 15);
         index.maybe_append(1000, 16);
@@ -145,12 +143,12 @@ mod tests {
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(bytes.len(), 24);
         assert_eq!(&bytes[..12], &[0, 0, 0, 0, 0, 0, 0x03, 0xe8, 0, 0, 0, 2]);
-        let reloaded = TimeIndex::load(DiskStorage.open(&path, false).unwrap(), 10, 1200, 21)
+        let reloaded = TimeIndex::load(IndexFile::on_disk(&path), 10, 1200, 21)
             .unwrap()
             .unwrap();
         assert_eq!(reloaded.last_entry(), Some((2000, 20)));
         assert!(
-            TimeIndex::load(DiskStorage.open(&path, false).unwrap(), 10, 1200, 20)
+            TimeIndex::load(IndexFile::on_disk(&path), 10, 1200, 20)
                 .unwrap()
                 .is_none()
         );

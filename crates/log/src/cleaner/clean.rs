@@ -335,7 +335,7 @@ impl<'a> Work<'a> {
     ) -> Result<Option<Segment>> {
         let storage = log.storage.as_ref();
         let base = group[0].base_offset;
-        let cleaned = swap::create_cleaned(storage, log.dir(), base, config.segment_index_bytes)?;
+        let cleaned = swap::create_cleaned(&log.storage, log.dir(), base, config.segment_index_bytes)?;
         match self.fill(&cleaned, config, group, filter, stats) {
             Ok(true) => Ok(Some(cleaned)),
             Ok(false) => {

@@ -39,7 +39,7 @@ use crate::offset_index::OffsetIndex;
 use crate::producer_snapshot;
 use crate::scan::HeaderScanner;
 use crate::segment::{self, Segment};
-use crate::storage::Storage;
+use crate::storage::{IndexFile, Storage};
 use crate::time_index::TimeIndex;
 
 pub(crate) const CLEANED_SUFFIX: &str = "cleaned";
@@ -53,19 +53,17 @@ pub(crate) fn suffixed_path(dir: &Path, base_offset: i64, extension: &str, suffi
 
 /// An empty segment at `<base>.*.cleaned`, truncating leftovers.
 pub(crate) fn create_cleaned(
-    storage: &dyn Storage,
+    storage: &Arc<dyn Storage>,
     dir: &Path,
     base_offset: i64,
     index_bytes: u64,
 ) -> io::Result<Segment> {
-    let open = |extension| -> io::Result<_> {
-        let file = storage.open(&suffixed_path(dir, base_offset, extension, CLEANED_SUFFIX), true)?;
-        file.set_len(0)?;
-        Ok(file)
-    };
-    let log = open("log")?;
-    let offset_index = OffsetIndex::create(open("index")?, base_offset, index_bytes)?;
-    let time_index = TimeIndex::create(open("timeindex")?, base_offset, index_bytes)?;
+    let path = |extension| suffixed_path(dir, base_offset, extension, CLEANED_SUFFIX);
+    let log = storage.open(&path("log"), true)?;
+    log.set_len(0)?;
+    // Flushed before the swap renames them; nothing is written to them after.
+    let offset_index = OffsetIndex::create(IndexFile::new(storage, path("index")), base_offset, index_bytes)?;
+    let time_index = TimeIndex::create(IndexFile::new(storage, path("timeindex")), base_offset, index_bytes)?;
     Ok(Segment::new(
         base_offset,
         log,
