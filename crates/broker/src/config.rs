@@ -62,6 +62,7 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("min.insync.replicas", "1"),
     ("delete.topic.enable", "true"),
     ("producer.id.expiration.ms", "86400000"),
+    ("num.recovery.threads.per.data.dir", "2"),
     ("log.cleaner.enable", "true"),
     ("log.cleaner.threads", "1"),
     ("log.cleaner.backoff.ms", "15000"),
@@ -167,6 +168,7 @@ impl BrokerConfig {
             "connections.max.idle.ms",
             "log.retention.check.interval.ms",
             "producer.id.expiration.ms",
+            "num.recovery.threads.per.data.dir",
         ] {
             if config.parse::<i64>(key)? <= 0 {
                 return Err(config.invalid(key, "must be > 0"));

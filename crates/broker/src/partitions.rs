@@ -423,15 +423,16 @@ impl PartitionManager {
 
     /// Flushes every log and writes its checkpoints and clean-shutdown marker.
     pub fn close(&self) {
-        for topic in self.topics().values() {
-            // An offline log writes nothing on close (the next open recovers
-            // it), and its failure was logged when it went offline.
-            for partition in topic.partitions.iter().filter(|p| !p.is_offline()) {
-                if let Err(error) = partition.log.close() {
-                    tracing::error!(topic = %partition.topic, partition = partition.index, %error, "clean close failed");
-                }
+        // An offline log writes nothing on close (the next open recovers
+        // it), and its failure was logged when it went offline.
+        let online: Vec<Arc<Partition>> = (self.topics().values())
+            .flat_map(|topic| topic.partitions.iter().filter(|p| !p.is_offline()).cloned())
+            .collect();
+        in_parallel(online, recovery_threads(&self.broker), |partition| {
+            if let Err(error) = partition.log.close() {
+                tracing::error!(topic = %partition.topic, partition = partition.index, %error, "clean close failed");
             }
-        }
+        });
     }
 }
 
@@ -468,14 +469,19 @@ fn open_topic(
     mut open: Vec<Arc<Partition>>,
 ) -> Result<Topic, TopicError> {
     let config = topic_config::log_config(&image.configs, broker);
-    for index in open.len() as i32..image.partitions {
-        let dir = log_dir.join(format!("{}-{}", image.name, index));
-        let log = match Log::open(&dir, config.clone()) {
+    let dirs: Vec<PathBuf> = (open.len() as i32..image.partitions)
+        .map(|index| log_dir.join(format!("{}-{}", image.name, index)))
+        .collect();
+    let opened = in_parallel(dirs.clone(), recovery_threads(broker), |dir| {
+        Log::open(&dir, config.clone())
+    });
+    for ((dir, opened), index) in dirs.iter().zip(opened).zip(open.len() as i32..) {
+        let log = match opened {
             Ok(log) => log,
             Err(error) if is_internal_topic(&image.name) => {
                 return Err(TopicError::Storage(format!("cannot open {}: {error}", dir.display())));
             }
-            Err(error) => Log::offline(&dir, config.clone(), &error),
+            Err(error) => Log::offline(dir, config.clone(), &error),
         };
         log.set_high_watermark(log.log_end_offset());
         open.push(Arc::new(Partition {
@@ -489,6 +495,43 @@ fn open_topic(
         image,
         partitions: open,
     })
+}
+
+/// Kafka's `num.recovery.threads.per.data.dir`: how many logs open (and
+/// recover) or close side by side. `BrokerConfig::load` checked it is > 0.
+fn recovery_threads(broker: &BrokerConfig) -> usize {
+    broker
+        .parse::<usize>("num.recovery.threads.per.data.dir")
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// `work` on every item, on up to `threads` threads; the results in the items' order.
+fn in_parallel<T: Send, R: Send>(items: Vec<T>, threads: usize, work: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let threads = threads.min(items.len());
+    if threads <= 1 {
+        return items.into_iter().map(work).collect();
+    }
+    let queue = Mutex::new(items.into_iter().enumerate());
+    let mut results: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    while let Some((at, item)) = { queue.lock().expect("work queue").next() } {
+                        done.push((at, work(item)));
+                    }
+                    done
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| worker.join().expect("a log open or close panicked"))
+            .collect()
+    });
+    results.sort_unstable_by_key(|(at, _)| *at);
+    results.into_iter().map(|(_, result)| result).collect()
 }
 
 /// Kafka's internal topics (`Topic.isInternal`).
@@ -577,6 +620,15 @@ fn collision_key(name: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn in_parallel_keeps_the_items_order() {
+        let doubled = in_parallel((0..100).collect(), 4, |i: i32| i * 2);
+        assert_eq!(doubled, (0..100).map(|i| i * 2).collect::<Vec<_>>());
+        assert_eq!(in_parallel(vec![7], 4, |i: i32| i + 1), [8]);
+        assert!(in_parallel(Vec::<i32>::new(), 4, |i| i).is_empty());
+    }
+
     use super::*;
 
     #[test]
