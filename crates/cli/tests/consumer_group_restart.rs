@@ -7,18 +7,16 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use common::{Broker, TIMEOUT, block_on, create_topic, produce_values, unique_topic};
+use common::{Broker, TIMEOUT, Wire, block_on, create_topic, produce_values, unique_topic};
 use kafka_protocol::messages::consumer_group_describe_response::DescribedGroup;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use rdkafka::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::Message;
@@ -93,51 +91,7 @@ impl ConsumerContext for MemberContext {
     }
 }
 
-/// A blocking protocol connection for ConsumerGroupDescribe; reads bounded by [`TIMEOUT`].
-struct Wire {
-    stream: TcpStream,
-    correlation_id: i32,
-}
-
 impl Wire {
-    fn connect(broker: &Broker) -> Wire {
-        let stream = TcpStream::connect(broker.addr()).expect("connect");
-        stream.set_read_timeout(Some(TIMEOUT)).expect("read timeout");
-        Wire {
-            stream,
-            correlation_id: 0,
-        }
-    }
-
-    fn call<R: Request + Encodable>(&mut self, request: &R, version: i16) -> R::Response
-    where
-        R::Response: Decodable + HeaderVersion,
-    {
-        self.correlation_id += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(R::KEY)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("restart-test")));
-        let mut body = BytesMut::new();
-        header
-            .encode(&mut body, R::header_version(version))
-            .expect("encode header");
-        request.encode(&mut body, version).expect("encode request");
-        self.stream
-            .write_all(&(body.len() as i32).to_be_bytes())
-            .and_then(|()| self.stream.write_all(&body))
-            .expect("send request");
-        let mut size = [0u8; 4];
-        self.stream.read_exact(&mut size).expect("response size");
-        let mut frame = vec![0u8; i32::from_be_bytes(size) as usize];
-        self.stream.read_exact(&mut frame).expect("response");
-        let mut frame = Bytes::from(frame);
-        let header = ResponseHeader::decode(&mut frame, R::Response::header_version(version)).expect("header");
-        assert_eq!(header.correlation_id, self.correlation_id);
-        R::Response::decode(&mut frame, version).expect("response body")
-    }
-
     fn describe(&mut self, group: &str) -> DescribedGroup {
         let request = ConsumerGroupDescribeRequest::default()
             .with_group_ids(vec![GroupId(StrBytes::from_string(group.to_string()))]);

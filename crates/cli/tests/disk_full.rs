@@ -25,14 +25,12 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use common::{Broker, TIMEOUT, bounded, consume, create_topic, payloads, unique_topic};
+use common::{Broker, TIMEOUT, Wire, bounded, consume, create_topic, payloads, unique_topic};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -41,7 +39,7 @@ use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartiti
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use rdkafka::consumer::Consumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -95,51 +93,7 @@ impl Drop for Tmpfs {
     }
 }
 
-/// A blocking Kafka protocol connection; every read is bounded by [`TIMEOUT`].
-struct Wire {
-    stream: TcpStream,
-    correlation_id: i32,
-}
-
 impl Wire {
-    fn connect(broker: &Broker) -> Wire {
-        let stream = TcpStream::connect(broker.addr()).expect("connect");
-        stream.set_read_timeout(Some(TIMEOUT)).expect("read timeout");
-        Wire {
-            stream,
-            correlation_id: 0,
-        }
-    }
-
-    fn call<R: Request + Encodable>(&mut self, request: &R, version: i16) -> R::Response
-    where
-        R::Response: Decodable + HeaderVersion,
-    {
-        self.correlation_id += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(R::KEY)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("disk-full-test")));
-        let mut body = BytesMut::new();
-        header
-            .encode(&mut body, R::header_version(version))
-            .expect("encode header");
-        request.encode(&mut body, version).expect("encode request");
-        self.stream
-            .write_all(&(body.len() as i32).to_be_bytes())
-            .and_then(|()| self.stream.write_all(&body))
-            .expect("send request");
-        let mut size = [0u8; 4];
-        self.stream.read_exact(&mut size).expect("response size");
-        let mut frame = vec![0u8; i32::from_be_bytes(size) as usize];
-        self.stream.read_exact(&mut frame).expect("response");
-        let mut frame = Bytes::from(frame);
-        let header = ResponseHeader::decode(&mut frame, R::Response::header_version(version)).expect("header");
-        assert_eq!(header.correlation_id, self.correlation_id);
-        R::Response::decode(&mut frame, version).expect("response body")
-    }
-
     /// Produces `values` as one batch to partition 0 with acks=all: the
     /// partition's error code and base offset.
     fn produce(&mut self, topic: &str, values: &[String]) -> (i16, i64) {

@@ -7,6 +7,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -15,6 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -408,5 +412,52 @@ pub async fn bounded<F: std::future::Future>(factor: u32, body: F) -> F::Output 
     match tokio::time::timeout(TIMEOUT * factor, body).await {
         Ok(output) => output,
         Err(_) => panic!("the test did not finish within {:?}", TIMEOUT * factor),
+    }
+}
+
+/// A blocking Kafka protocol connection (`kafka-protocol` on a plain
+/// socket), to see exact error codes; every read is bounded by [`TIMEOUT`].
+pub struct Wire {
+    stream: TcpStream,
+    correlation_id: i32,
+}
+
+impl Wire {
+    pub fn connect(broker: &Broker) -> Wire {
+        let stream = TcpStream::connect(broker.addr()).expect("connect");
+        stream.set_read_timeout(Some(TIMEOUT)).expect("read timeout");
+        Wire {
+            stream,
+            correlation_id: 0,
+        }
+    }
+
+    pub fn call<R: Request + Encodable>(&mut self, request: &R, version: i16) -> R::Response
+    where
+        R::Response: Decodable + HeaderVersion,
+    {
+        self.correlation_id += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("cli-test")));
+        let mut body = BytesMut::new();
+        header
+            .encode(&mut body, R::header_version(version))
+            .expect("encode header");
+        request.encode(&mut body, version).expect("encode request");
+        self.stream
+            .write_all(&(body.len() as i32).to_be_bytes())
+            .and_then(|()| self.stream.write_all(&body))
+            .expect("send request");
+        let mut size = [0u8; 4];
+        self.stream.read_exact(&mut size).expect("response size");
+        let mut frame = vec![0u8; i32::from_be_bytes(size) as usize];
+        self.stream.read_exact(&mut frame).expect("response");
+        let mut frame = Bytes::from(frame);
+        let header = ResponseHeader::decode(&mut frame, R::Response::header_version(version)).expect("header");
+        assert_eq!(header.correlation_id, self.correlation_id);
+        R::Response::decode(&mut frame, version).expect("response body")
     }
 }
