@@ -20,22 +20,13 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-here="$repo/bench"
 dir="$repo/target/cleaner-bench"
-gregor="$repo/target/release/gregor"
 records=${CLEANER_RECORDS:-4000000}
 produce_secs=${PRODUCE_SECS:-3}
 
 log() { echo "cleaner: $*" >&2; }
-# stop_process, listen_address
-source "$here/lib.sh"
-
-broker=
-cleanup() {
-  [ -n "$broker" ] && stop_process "$broker"
-  rm -rf "$dir/data"
-}
-trap cleanup EXIT
+source "$repo/bench/lib.sh"
+stop_started_on_exit "$dir/data"
 
 (cd "$repo" && cargo build --release -q -p gregor-cli)
 rm -rf "$dir"
@@ -43,6 +34,7 @@ mkdir -p "$dir/data"
 "$gregor" start --set listeners=PLAINTEXT://127.0.0.1:0 --set "log.dirs=$dir/data" \
   --set log.cleaner.backoff.ms=500 >"$dir/broker.log" 2>&1 &
 broker=$!
+started_pids+=("$broker")
 address=$(listen_address "$dir/broker.log" "$broker")
 
 "$gregor" topic create --bootstrap-server "$address" --topic dirty --partitions 1 \

@@ -34,6 +34,13 @@ def disk_limits():
     return limits
 
 
+def fsync_p99_ms(test):
+    """The fsync p99 of one disk.sh test, in ms (the last run's)."""
+    pattern = rf"^{re.escape(test)}\s.*fsync p50\s+\d+ us p99\s+(\d+) us"
+    found = re.findall(pattern, read("disk.txt"), re.M)
+    return float(found[-1]) / 1000 if found else None
+
+
 def loopback_limits():
     text = read("loopback.txt")
     streams = {int(m.group(1)): float(m.group(2))
@@ -72,7 +79,7 @@ streams, rtt = loopback_limits()
 fsync_1mib_mb, fsync_1mib_rate = disk.get("fdatasync-every-1MiB", (None, None))
 buffered_mb = disk.get("buffered-1GiB", (None, None))[0]
 
-rows = []  # figure, gregor, baseline, ratio, target
+rows = []  # figure, gregor, baseline, ratio, target: ≥ target, or ("≤", target)
 
 
 def produce_row(size, acks, unit, target):
@@ -107,14 +114,33 @@ for size in (100, 1000):
                  number(value, 1), f"loopback TCP, 1 stream: {number(streams.get(1))} MB/s",
                  ratio(value, streams.get(1)), None))
 
-e2e = load("gregor-e2e-100")
-if e2e and e2e.get("latency_ms"):
-    lat = e2e["latency_ms"]
-    base = rtt.get(64)
-    rows.append(("End-to-end latency, 100 B at 5000 records/s, linger 0, acks=1: p50 / p99 / p99.9 ms",
-                 f"{lat['p50']:.2f} / {lat['p99']:.2f} / {lat['p99_9']:.2f}",
-                 f"TCP round trip 64 B: {base[0] / 1000:.3f} / {base[1] / 1000:.3f} / {base[2] / 1000:.3f}" if base
-                 else "n/a", ratio(lat["p50"], base[0] / 1000 if base else None), None))
+def p99(summary):
+    return summary["latency_ms"]["p99"] if summary and summary.get("latency_ms") else None
+
+
+null_delivery_p99 = p99(load("null-latency-acks1"))
+e2e_acks1_p99 = p99(load("gregor-e2e-acks1"))
+rows.append(("End-to-end p99, 100 B at 50,000 records/s, linger 0, acks=1, ms", number(e2e_acks1_p99, 2),
+             f"null broker, produce delivery p99: {number(null_delivery_p99, 2)}",
+             ratio(e2e_acks1_p99, null_delivery_p99), ("≤", 1.5)))
+fsync_p99 = fsync_p99_ms("fdatasync-every-16KiB")
+e2e_all_p99 = p99(load("gregor-e2e-acksall"))
+rows.append(("End-to-end p99, 100 B at 50,000 records/s, linger 0, acks=all, ms", number(e2e_all_p99, 2),
+             f"disk fsync p99 (16 KiB) + 2 ms: {number(fsync_p99, 2)} + 2",
+             ratio(e2e_all_p99, fsync_p99 + 2 if fsync_p99 is not None else None), ("≤", 1.0)))
+
+
+def cpu_per_mb(summary):
+    if not summary or not summary.get("mb_per_sec"):
+        return None
+    return summary["broker_cpu_secs"] / (summary["mb_per_sec"] * summary["elapsed_secs"])
+
+
+for size, acks in ((100, "1"), (1000, "1"), (100, "all"), (1000, "all")):
+    gregor_cpu = cpu_per_mb(load(f"gregor-produce-{size}-acks{acks}"))
+    null_cpu = cpu_per_mb(load(f"null-produce-{size}-acks{acks}"))
+    rows.append((f"Broker CPU ms per MB produced, {size} B, acks={acks}", number(gregor_cpu and gregor_cpu * 1000, 2),
+                 f"null broker: {number(null_cpu and null_cpu * 1000, 2)}", ratio(gregor_cpu, null_cpu), ("≤", 3.0)))
 
 print("Machine and load:")
 print()
@@ -125,8 +151,13 @@ print("| Figure | Gregor | Baseline (same run) | Ratio | Target | Met? |")
 print("| --- | --- | --- | --- | --- | --- |")
 for figure, value, baseline, r, target in rows:
     ratio_text = f"{r:.2f}" if r is not None else "n/a"
-    target_text = f"≥ {target:.2f}" if target is not None else "(none)"
-    met = "—" if target is None or r is None else ("yes" if r >= target else "**no**")
+    at_most = isinstance(target, tuple)
+    bound = target[1] if at_most else target
+    target_text = "(none)" if bound is None else f"{'≤' if at_most else '≥'} {bound:.2f}"
+    if bound is None or r is None:
+        met = "—"
+    else:
+        met = "yes" if (r <= bound if at_most else r >= bound) else "**no**"
     print(f"| {figure} | {value} | {baseline} | {ratio_text} | {target_text} | {met} |")
 
 print()

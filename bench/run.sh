@@ -14,7 +14,10 @@
 #      Gregor whose log directory is in BENCH_DIR, both driven by the same
 #      `gregor perf produce`;
 #   3. Gregor's consume throughput (the records just produced, from the page
-#      cache) and its end-to-end latency at a fixed rate.
+#      cache);
+#   4. latency at 50,000 records/s of 100 B, one record per send (linger 0):
+#      the null broker's produce delivery latency, and Gregor's end-to-end
+#      latency (produce to receipt by a consumer) with acks=1 and acks=all.
 #
 # Environment:
 #   BENCH_SECS=8          seconds of each produce and consume run
@@ -33,57 +36,14 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-here="$repo/bench"
-shared=${BENCH_SHARED:-$repo/../shared/bench}
 secs=${BENCH_SECS:-8}
 bench_dir=${BENCH_DIR:-$repo/target/bench}
-nullbroker_target=${NULLBROKER_TARGET_DIR:-/tmp/nullbroker-target}
 results="$bench_dir/results"
 data="$bench_dir/data"
-gregor="$repo/target/release/gregor"
-nullbroker="$nullbroker_target/release/nullbroker"
-ticks=$(getconf CLK_TCK)
 
 log() { echo "bench: $*" >&2; }
-# stop_process, listen_address
-source "$here/lib.sh"
-
-started_pids=()
-cleanup() {
-  local pid
-  for pid in "${started_pids[@]}"; do
-    stop_process "$pid"
-  done
-  rm -rf "$data"
-}
-trap cleanup EXIT
-
-# CPU seconds (user + system) a process has used so far.
-cpu_secs() {
-  awk -v t="$ticks" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$1/stat"
-}
-
-# perf_run NAME BROKER_PID ADDRESS PERF-ARGS...: one `gregor perf` run; its
-# JSON summary, with the CPU seconds of client and broker added, goes to
-# results/NAME.json.
-perf_run() {
-  local name=$1 broker_pid=$2 address=$3
-  shift 3
-  local broker_before broker_after
-  log "$name: gregor perf $*"
-  broker_before=$(cpu_secs "$broker_pid")
-  python3 "$here/child_cpu.py" "$results/$name.client-cpu" \
-    "$gregor" perf "$@" --bootstrap-server "$address" --json --quiet >"$results/$name.perf.json"
-  broker_after=$(cpu_secs "$broker_pid")
-  python3 - "$results/$name" "$broker_before" "$broker_after" <<'PY'
-import json, sys
-base, before, after = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
-summary = json.load(open(base + ".perf.json"))
-summary["client_cpu_secs"] = float(open(base + ".client-cpu").read())
-summary["broker_cpu_secs"] = round(after - before, 2)
-json.dump(summary, open(base + ".json", "w"))
-PY
-}
+source "$repo/bench/lib.sh"
+stop_started_on_exit "$data"
 
 install_tools() {
   local missing=()
@@ -114,11 +74,7 @@ rm -rf "$results" "$data"
 mkdir -p "$results" "$data"
 [ "${BENCH_SKIP_LIMITS:-0}" = 1 ] || install_tools
 
-log "building gregor and the null broker (release)"
-cargo build --release --quiet --manifest-path "$repo/Cargo.toml" -p gregor-cli
-# --locked: never rewrite the shared tree's Cargo.lock.
-CARGO_TARGET_DIR="$nullbroker_target" cargo build --release --quiet --locked \
-  --manifest-path "$shared/nullbroker/Cargo.toml"
+build_brokers
 
 machine >"$results/machine.txt"
 echo "load before: $(cut -d ' ' -f 1-3 /proc/loadavg)" >>"$results/machine.txt"
@@ -159,9 +115,13 @@ done
 for size in 100 1000; do
   perf_run "gregor-consume-$size" "$gregor_pid" "$gregor_address" consume --topic "bench-$size-1" --duration-secs "$secs"
 done
-# End-to-end latency at a modest fixed rate, one record per send (linger 0).
-perf_run "gregor-e2e-100" "$gregor_pid" "$gregor_address" e2e --topic bench-e2e --record-size 100 --acks 1 \
-  --partitions 3 --linger-ms 0 --throughput 5000 --duration-secs 5
+# Latency at a fixed rate, one record per send (linger 0).
+latency=(--record-size 100 --partitions 3 --linger-ms 0 --throughput 50000 --duration-secs "$secs")
+perf_run "null-latency-acks1" "$null_pid" "$null_address" produce --topic bench-latency --acks 1 "${latency[@]}"
+for acks in 1 all; do
+  perf_run "gregor-e2e-acks$acks" "$gregor_pid" "$gregor_address" e2e --topic "bench-e2e-$acks" --acks "$acks" \
+    "${latency[@]}"
+done
 
 echo "load after: $(cut -d ' ' -f 1-3 /proc/loadavg)" >>"$results/machine.txt"
 du -sh "$data/gregor" | awk '{ print "gregor data: " $1 }' >>"$results/machine.txt"

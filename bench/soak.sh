@@ -17,25 +17,13 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-here="$repo/bench"
 minutes=${SOAK_MINUTES:-10}
 dir="$repo/target/soak"
-gregor="$repo/target/release/gregor"
 secs=$((minutes * 60))
 
 log() { echo "soak: $*" >&2; }
-# stop_process, listen_address
-source "$here/lib.sh"
-
-started_pids=()
-cleanup() {
-  local pid
-  for pid in "${started_pids[@]}"; do
-    stop_process "$pid"
-  done
-  rm -rf "$dir/data"
-}
-trap cleanup EXIT
+source "$repo/bench/lib.sh"
+stop_started_on_exit "$dir/data"
 
 (cd "$repo" && cargo build --release -q -p gregor-cli)
 rm -rf "$dir/data"
