@@ -93,6 +93,28 @@ impl Drop for Tmpfs {
     }
 }
 
+/// Partition 0 of `topic` is offline: KAFKA_STORAGE_ERROR to produce, fetch
+/// and ListOffsets, no leader in Metadata (the replica offline), and an
+/// ERROR line naming the partition and `cause`.
+fn assert_offline(wire: &mut Wire, broker: &Broker, topic: &str, cause: &str) {
+    assert_eq!(wire.produce(topic, &values(0, 1)).0, KAFKA_STORAGE_ERROR, "{topic}");
+    assert_eq!(wire.fetch(topic, 0).0, KAFKA_STORAGE_ERROR, "{topic}");
+    assert_eq!(wire.latest_offset(topic).0, KAFKA_STORAGE_ERROR, "{topic}");
+    let (partition, node) = wire.partition_metadata(topic);
+    assert_eq!(partition.error_code, LEADER_NOT_AVAILABLE, "{topic}");
+    assert_eq!(partition.leader_id, BrokerId(-1), "{topic}");
+    assert_eq!(partition.offline_replicas, vec![node], "{topic}");
+    let partition_name = format!("{topic}-0");
+    let logged = broker.stderr();
+    assert!(
+        logged.lines().any(|line| line.contains("ERROR")
+            && line.contains("partition offline")
+            && line.contains(&partition_name)
+            && line.contains(cause)),
+        "no error line names {partition_name} and '{cause}':\n{logged}"
+    );
+}
+
 impl Wire {
     /// Produces `values` as one batch to partition 0 with acks=all: the
     /// partition's error code and base offset.
@@ -503,22 +525,7 @@ async fn a_partition_whose_storage_fails_goes_offline_alone() {
             (&lost_directory, "Not a directory"),
             (&lost_segment, "read past end of file"),
         ] {
-            assert_eq!(wire.produce(topic, &values(0, 1)).0, KAFKA_STORAGE_ERROR, "{topic}");
-            assert_eq!(wire.fetch(topic, 0).0, KAFKA_STORAGE_ERROR, "{topic}");
-            assert_eq!(wire.latest_offset(topic).0, KAFKA_STORAGE_ERROR, "{topic}");
-            let (partition, node) = wire.partition_metadata(topic);
-            assert_eq!(partition.error_code, LEADER_NOT_AVAILABLE, "{topic}");
-            assert_eq!(partition.leader_id, BrokerId(-1), "{topic}");
-            assert_eq!(partition.offline_replicas, vec![node], "{topic}");
-            let partition_name = format!("{topic}-0");
-            let logged = broker.stderr();
-            assert!(
-                logged.lines().any(|line| line.contains("ERROR")
-                    && line.contains("partition offline")
-                    && line.contains(&partition_name)
-                    && line.contains(cause)),
-                "no error line names {partition_name} and '{cause}':\n{logged}"
-            );
+            assert_offline(&mut wire, &broker, topic, cause);
         }
 
         // The other partitions go on, writes included.
@@ -573,22 +580,7 @@ async fn a_partition_that_cannot_be_opened_at_startup_goes_offline_alone() {
     bounded(3, async {
         let mut wire = Wire::connect(&broker);
         for (topic, cause) in [(&broken_index, "Is a directory"), (&broken_directory, "File exists")] {
-            assert_eq!(wire.produce(topic, &values(0, 1)).0, KAFKA_STORAGE_ERROR, "{topic}");
-            assert_eq!(wire.fetch(topic, 0).0, KAFKA_STORAGE_ERROR, "{topic}");
-            assert_eq!(wire.latest_offset(topic).0, KAFKA_STORAGE_ERROR, "{topic}");
-            let (partition, node) = wire.partition_metadata(topic);
-            assert_eq!(partition.error_code, LEADER_NOT_AVAILABLE, "{topic}");
-            assert_eq!(partition.leader_id, BrokerId(-1), "{topic}");
-            assert_eq!(partition.offline_replicas, vec![node], "{topic}");
-            let partition_name = format!("{topic}-0");
-            let logged = broker.stderr();
-            assert!(
-                logged.lines().any(|line| line.contains("ERROR")
-                    && line.contains("partition offline")
-                    && line.contains(&partition_name)
-                    && line.contains(cause)),
-                "no error line names {partition_name} and '{cause}':\n{logged}"
-            );
+            assert_offline(&mut wire, &broker, topic, cause);
         }
 
         // DescribeLogDirs lists what the directory serves: the healthy

@@ -286,17 +286,20 @@ impl ConsumerGroupState {
     }
 }
 
+/// Heartbeats for unit tests, on one topic "t" of 4 partitions.
 #[cfg(test)]
-mod tests {
+pub(crate) mod test_heartbeats {
     use super::*;
 
-    const TOPIC: uuid::Uuid = uuid::Uuid::from_u128(7);
+    pub(crate) const TOPIC: uuid::Uuid = uuid::Uuid::from_u128(7);
 
-    fn topics(name: &str) -> Option<(uuid::Uuid, i32)> {
+    pub(crate) fn topics(name: &str) -> Option<(uuid::Uuid, i32)> {
         (name == "t").then_some((TOPIC, 4))
     }
 
-    fn beat(member: &str, epoch: i32, owned: Option<&[i32]>) -> Heartbeat {
+    /// `member`'s heartbeat at `epoch` (0 joins, subscribing to "t"),
+    /// reporting the partitions of "t" it owns when given.
+    pub(crate) fn beat(member: &str, epoch: i32, owned: Option<&[i32]>) -> Heartbeat {
         Heartbeat {
             member_id: member.into(),
             member_epoch: epoch,
@@ -310,6 +313,12 @@ mod tests {
             owned: owned.map(|p| p.iter().map(|p| (TOPIC, *p)).collect()),
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_heartbeats::{beat, topics};
+    use super::*;
 
     fn partitions(answer: &HeartbeatAnswer) -> Vec<i32> {
         answer.assignment.as_ref().unwrap().iter().map(|(_, p)| *p).collect()

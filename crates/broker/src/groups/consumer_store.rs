@@ -300,26 +300,14 @@ fn write_order(key: &ConsumerKey, upsert: bool) -> (u8, Option<&str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::groups::consumer::test_heartbeats::{self, topics};
     use crate::groups::consumer::{Heartbeat, LEAVE_EPOCH};
 
-    const TOPIC: uuid::Uuid = uuid::Uuid::from_u128(7);
-
-    fn topics(name: &str) -> Option<(uuid::Uuid, i32)> {
-        (name == "t").then_some((TOPIC, 4))
-    }
-
+    /// A heartbeat from a member in a rack, so that the rack is stored too.
     fn beat(member: &str, epoch: i32, owned: Option<&[i32]>) -> Heartbeat {
         Heartbeat {
-            member_id: member.into(),
-            member_epoch: epoch,
-            instance_id: None,
             rack_id: Some("rack".into()),
-            client_id: "c".into(),
-            client_host: "/127.0.0.1".into(),
-            rebalance_timeout: Duration::from_secs(30),
-            subscribed_topics: (epoch == 0).then(|| vec!["t".to_string()]),
-            server_assignor: None,
-            owned: owned.map(|p| p.iter().map(|p| (TOPIC, *p)).collect()),
+            ..test_heartbeats::beat(member, epoch, owned)
         }
     }
 
