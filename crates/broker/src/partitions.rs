@@ -125,9 +125,19 @@ impl PartitionManager {
         for topic in image.topics() {
             topics.insert(
                 topic.name.clone(),
-                Arc::new(open_topic(&log_dir, &broker, topic.clone(), Vec::new())?),
+                Arc::new(open_topic(
+                    &log_dir,
+                    &broker,
+                    topic.clone(),
+                    Vec::new(),
+                    Opening::AtStart,
+                )?),
             );
         }
+        // Every log's directory changes (its clean-shutdown marker removed)
+        // durable at once, before anything is appended: one sync of the file
+        // system rather than an fsync per partition directory.
+        sync_file_system(&log_dir).map_err(|e| TopicError::Storage(format!("{}: {e}", log_dir.display())))?;
         remove_orphan_partition_dirs(&log_dir, &image);
         Ok(PartitionManager {
             broker,
@@ -221,7 +231,13 @@ impl PartitionManager {
         }
         let image = metadata.append(&records)?;
         let topic_image = image.topic(name).expect("just created").clone();
-        let topic = Arc::new(open_topic(&self.log_dir, &self.broker, topic_image, Vec::new())?);
+        let topic = Arc::new(open_topic(
+            &self.log_dir,
+            &self.broker,
+            topic_image,
+            Vec::new(),
+            Opening::Created,
+        )?);
         self.replace_topic(name, Some(topic.clone()));
         Ok(topic)
     }
@@ -252,7 +268,13 @@ impl PartitionManager {
             partitions: count,
         }])?;
         let topic_image = image.topic(name).expect("topic exists").clone();
-        let topic = open_topic(&self.log_dir, &self.broker, topic_image, current.partitions.clone())?;
+        let topic = open_topic(
+            &self.log_dir,
+            &self.broker,
+            topic_image,
+            current.partitions.clone(),
+            Opening::Created,
+        )?;
         self.replace_topic(name, Some(Arc::new(topic)));
         Ok(())
     }
@@ -462,18 +484,29 @@ fn check_operation_size(new_partitions: i32) -> Result<(), TopicError> {
 /// coordinators load their whole state from them at startup, and starting
 /// without a partition of one would forget its groups' committed offsets
 /// or its transactions; the broker refuses to start instead.
+/// Why partitions are being opened.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Opening {
+    /// At broker start: the caller syncs the file system once afterwards.
+    AtStart,
+    /// Created (or grown) while running: each log syncs its own directory.
+    Created,
+}
+
 fn open_topic(
     log_dir: &Path,
     broker: &BrokerConfig,
     image: Arc<TopicImage>,
     mut open: Vec<Arc<Partition>>,
+    opening: Opening,
 ) -> Result<Topic, TopicError> {
     let config = topic_config::log_config(&image.configs, broker);
     let dirs: Vec<PathBuf> = (open.len() as i32..image.partitions)
         .map(|index| log_dir.join(format!("{}-{}", image.name, index)))
         .collect();
-    let opened = in_parallel(dirs.clone(), recovery_threads(broker), |dir| {
-        Log::open(&dir, config.clone())
+    let opened = in_parallel(dirs.clone(), recovery_threads(broker), |dir| match opening {
+        Opening::AtStart => Log::open_leaving_directory_unsynced(&dir, config.clone()),
+        Opening::Created => Log::open(&dir, config.clone()),
     });
     for ((dir, opened), index) in dirs.iter().zip(opened).zip(open.len() as i32..) {
         let log = match opened {
@@ -495,6 +528,18 @@ fn open_topic(
         image,
         partitions: open,
     })
+}
+
+/// `syncfs` of the file system holding `dir`: every write and directory
+/// change on it made durable.
+fn sync_file_system(dir: &Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let handle = std::fs::File::open(dir)?;
+    // SAFETY: the descriptor stays open for the call.
+    if unsafe { libc::syncfs(handle.as_raw_fd()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Kafka's `num.recovery.threads.per.data.dir`: how many logs open (and

@@ -288,11 +288,24 @@ impl Log {
         Log::open_with_storage(dir, config, Arc::new(DiskStorage))
     }
 
+    /// [`Log::open`] for a caller that opens many logs at once and makes
+    /// their directories durable itself, with one sync of the whole file
+    /// system, before it appends to any of them: the open leaves its
+    /// directory changes (the clean-shutdown marker's removal, recovery's
+    /// removals) unsynced, where [`Log::open`] fsyncs the directory, one
+    /// fsync per log.
+    pub fn open_leaving_directory_unsynced(dir: impl Into<PathBuf>, config: LogConfig) -> Result<Log> {
+        Log::open_in(dir.into(), config, Arc::new(DiskStorage), false)
+    }
+
     /// Opens the log on the given storage (e.g. [`SimStorage`] in tests).
     pub fn open_with_storage(dir: impl Into<PathBuf>, config: LogConfig, storage: Arc<dyn Storage>) -> Result<Log> {
-        let dir = dir.into();
+        Log::open_in(dir.into(), config, storage, true)
+    }
+
+    fn open_in(dir: PathBuf, config: LogConfig, storage: Arc<dyn Storage>, sync_dir: bool) -> Result<Log> {
         let now_ms = now_ms();
-        let mut loaded = recovery::load(&storage, &dir, &config, now_ms)?;
+        let mut loaded = recovery::load(&storage, &dir, &config, now_ms, sync_dir)?;
         let mut out_of_space = loaded.out_of_space.take();
         let log_end_offset = loaded
             .segments

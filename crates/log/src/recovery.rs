@@ -62,7 +62,15 @@ fn or_absent<T>(result: io::Result<Option<T>>, what: &str) -> Option<T> {
     })
 }
 
-pub(crate) fn load(shared: &Arc<dyn Storage>, dir: &Path, config: &LogConfig, now_ms: i64) -> io::Result<Loaded> {
+/// Loads and recovers the log in `dir`; with `sync_dir`, its directory's
+/// changes are made durable before returning (else the caller does).
+pub(crate) fn load(
+    shared: &Arc<dyn Storage>,
+    dir: &Path,
+    config: &LogConfig,
+    now_ms: i64,
+    sync_dir: bool,
+) -> io::Result<Loaded> {
     let storage = shared.as_ref();
     storage.create_dir_all(dir)?;
     // A cleaning interrupted by a crash is finished or dropped first; the
@@ -253,7 +261,9 @@ pub(crate) fn load(shared: &Arc<dyn Storage>, dir: &Path, config: &LogConfig, no
     if clean_shutdown {
         storage.remove_file(&dir.join(CLEAN_SHUTDOWN_FILE))?;
     }
-    storage.sync_dir(dir)?;
+    if sync_dir {
+        storage.sync_dir(dir)?;
+    }
     Ok(Loaded {
         segments,
         log_start_offset,
