@@ -2,28 +2,16 @@
 
 #[path = "common/encoder.rs"]
 mod encoder;
+#[path = "common/reads.rs"]
+mod reads;
 
 use std::sync::Arc;
 
 use encoder::{as_stored, batch, header, split_batches};
 use gregor_log::{Log, LogConfig, LogError, SimStorage, TimestampOffset, TimestampType};
+use reads::read_all;
 
 const NOW: i64 = 1_700_000_000_000;
-
-fn read_all(log: &Log, from: i64) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut offset = from;
-    while let Some(slice) = log.read(offset, 1 << 20, i64::MAX).unwrap() {
-        let start = out.len();
-        slice.read_into(&mut out).unwrap();
-        let last = split_batches(&out[start..])
-            .last()
-            .map(|b| header(b).last_offset())
-            .unwrap();
-        offset = last + 1;
-    }
-    out
-}
 
 fn small_segments() -> LogConfig {
     LogConfig {

@@ -6,6 +6,8 @@
 
 #[path = "common/encoder.rs"]
 mod encoder;
+#[path = "common/reads.rs"]
+mod reads;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,21 +17,10 @@ use gregor_log::{
     AbortedTransaction, AppendInfo, CleanOptions, Log, LogConfig, ProducerStateEntry, Result, SimStorage, Storage,
     SwapStep,
 };
+use reads::read_all;
 
 const NOW: i64 = 1_700_000_000_000;
 const KAFKA_STORAGE_ERROR: i16 = 56;
-
-/// Every batch from `from` to the high watermark, as stored.
-fn read_all(log: &Log, from: i64) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut offset = from;
-    while let Some(slice) = log.read(offset, 1 << 20, i64::MAX).unwrap() {
-        let start = out.len();
-        log.read_slice(&slice, &mut out).unwrap();
-        offset = header(split_batches(&out[start..]).last().unwrap()).last_offset() + 1;
-    }
-    out
-}
 
 /// How a log was left before it opens on a full disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

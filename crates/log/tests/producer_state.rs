@@ -4,12 +4,15 @@
 
 #[path = "common/encoder.rs"]
 mod encoder;
+#[path = "common/reads.rs"]
+mod reads;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use encoder::{batch, header, idempotent, split_batches};
+use encoder::{batch, idempotent};
 use gregor_log::{AppendInfo, Log, LogConfig, LogError, ProducerStateEntry, SimStorage, Storage, TimestampType};
+use reads::read_all;
 
 const PID: i64 = 1000;
 const DIR: &str = "/logs/orders-0";
@@ -41,17 +44,6 @@ fn append_batches(log: &Log, epoch: i16, first_sequence: i32, count: i32, now: i
         .collect()
 }
 
-fn read_all(log: &Log) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut offset = log.log_start_offset();
-    while let Some(slice) = log.read(offset, 1 << 20, i64::MAX).unwrap() {
-        let start = out.len();
-        slice.read_into(&mut out).unwrap();
-        offset = header(split_batches(&out[start..]).last().unwrap()).last_offset() + 1;
-    }
-    out
-}
-
 fn state_of(log: &Log, producer_id: i64) -> Option<ProducerStateEntry> {
     log.producer_states().into_iter().find(|p| p.producer_id == producer_id)
 }
@@ -77,7 +69,7 @@ fn a_retried_batch_is_stored_once_and_answered_with_its_original_offsets() {
     // Another producer and a plain batch in between change nothing.
     append(&log, idempotent(PID + 1, 0, 0, 3, now), now).unwrap();
     append(&log, batch(1, 10, now), now).unwrap();
-    let bytes = read_all(&log);
+    let bytes = read_all(&log, log.log_start_offset());
     let end = log.log_end_offset();
     // Batches 1..=5 are the last five; each retry gets its original offsets.
     for (i, original) in first.iter().enumerate().skip(1) {
@@ -90,7 +82,7 @@ fn a_retried_batch_is_stored_once_and_answered_with_its_original_offsets() {
         assert_eq!(retry.log_start_offset, 0);
     }
     assert_eq!(
-        (log.log_end_offset(), read_all(&log)),
+        (log.log_end_offset(), read_all(&log, log.log_start_offset())),
         (end, bytes),
         "nothing was written"
     );
@@ -136,7 +128,11 @@ fn a_sequence_gap_is_refused_and_leaves_the_log_unchanged() {
     let log = Log::open(dir.path().join("t-0"), small_segments()).unwrap();
     let now = now();
     append_batches(&log, 0, 0, 3, now);
-    let (bytes, end, states) = (read_all(&log), log.log_end_offset(), log.producer_states());
+    let (bytes, end, states) = (
+        read_all(&log, log.log_start_offset()),
+        log.log_end_offset(),
+        log.producer_states(),
+    );
     let gap = append(&log, idempotent(PID, 0, 7, 2, now), now).unwrap_err();
     assert!(matches!(
         gap,
@@ -162,7 +158,10 @@ fn a_sequence_gap_is_refused_and_leaves_the_log_unchanged() {
         log.append(&with_retry, 0, now),
         Err(LogError::OutOfOrderSequence { found: 4, .. })
     ));
-    assert_eq!((read_all(&log), log.log_end_offset()), (bytes, end));
+    assert_eq!(
+        (read_all(&log, log.log_start_offset()), log.log_end_offset()),
+        (bytes, end)
+    );
     assert_eq!(log.producer_states(), states);
     // Consecutive batches in one append are checked against each other.
     let next_two = [idempotent(PID, 0, 6, 2, now), idempotent(PID, 0, 8, 1, now)].concat();

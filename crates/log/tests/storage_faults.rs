@@ -6,12 +6,15 @@
 
 #[path = "common/encoder.rs"]
 mod encoder;
+#[path = "common/reads.rs"]
+mod reads;
 
 use std::path::Path;
 use std::sync::Arc;
 
 use encoder::{as_stored, batch, header, idempotent, split_batches};
 use gregor_log::{Log, LogConfig, SimStorage, Storage};
+use reads::read_all;
 
 const NOW: i64 = 1_700_000_000_000;
 const KAFKA_STORAGE_ERROR: i16 = 56;
@@ -26,18 +29,6 @@ fn small_segments() -> LogConfig {
 
 fn open(storage: &Arc<SimStorage>) -> Log {
     Log::open_with_storage("/faults-0", small_segments(), storage.clone()).unwrap()
-}
-
-/// Every batch from `from` to the high watermark, as stored.
-fn read_all(log: &Log, from: i64) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut offset = from;
-    while let Some(slice) = log.read(offset, 1 << 20, i64::MAX).unwrap() {
-        let start = out.len();
-        log.read_slice(&slice, &mut out).unwrap();
-        offset = header(split_batches(&out[start..]).last().unwrap()).last_offset() + 1;
-    }
-    out
 }
 
 #[test]
