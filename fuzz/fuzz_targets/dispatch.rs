@@ -88,6 +88,7 @@ impl Harness {
             connection: RequestContext {
                 connection_id: 1,
                 peer: SocketAddr::from(([127, 0, 0, 1], 40000)),
+                next_request: Default::default(),
             },
             requests: 0,
             log_dir,

@@ -3,7 +3,7 @@
 //! ACLs, quotas and per-API metrics hook in here later.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
@@ -15,6 +15,28 @@ use crate::state::BrokerState;
 pub struct RequestContext {
     pub connection_id: u64,
     pub peer: SocketAddr,
+    pub next_request: NextRequest,
+}
+
+/// Lets the connection start handling its next request before this one is
+/// answered. A handler releases it once everything a later request must
+/// see is in place: produce after its appends, before the fsync acks=-1
+/// waits for. A request that never releases it is finished and answered
+/// before the next one starts, as Kafka handles every request.
+#[derive(Default)]
+pub struct NextRequest(Mutex<Option<tokio::sync::oneshot::Sender<()>>>);
+
+impl NextRequest {
+    /// A request's handle, and what fires when the request releases it.
+    pub fn new() -> (NextRequest, tokio::sync::oneshot::Receiver<()>) {
+        let (release, released) = tokio::sync::oneshot::channel();
+        (NextRequest(Mutex::new(Some(release))), released)
+    }
+
+    /// Takes the release out, to be fired (`send(())`) from blocking work.
+    pub fn take(&self) -> Option<tokio::sync::oneshot::Sender<()>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
 }
 
 /// Everything a handler knows about the request it serves.

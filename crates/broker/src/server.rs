@@ -1,9 +1,12 @@
 //! The accept loop and per-connection framing.
 //!
 //! A frame is a 4-byte big-endian size and that many bytes. Requests on one
-//! connection are handled one at a time and answered in order (Kafka mutes a
-//! connection while its request is in flight); every connection runs in its
-//! own task, so a slow request never stalls another connection.
+//! connection are answered in order and handled one at a time (Kafka mutes
+//! a connection while its request is in flight), with one exception: a
+//! produce request lets the next request start once its appends are done,
+//! so a producer's requests are appended while earlier ones wait for their
+//! fsync, and share it (group commit). Every connection runs in its own
+//! task, so a slow request never stalls another connection.
 //!
 //! Requests read but not yet being handled are bounded across the broker by
 //! `queued.max.requests`, Kafka's request queue: a connection whose next
@@ -11,7 +14,7 @@
 //! client feels TCP backpressure. A request leaves the queue when its
 //! handling starts; waiting requests (a long poll, a join) hold no slot.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,7 +23,8 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
+use tokio::task::JoinHandle;
 
 use crate::dispatch::{self, Outcome};
 use crate::state::BrokerState;
@@ -109,6 +113,14 @@ pub async fn serve(listener: TcpListener, state: Arc<BrokerState>, mut shutdown:
 /// client's max in-flight requests).
 const READ_AHEAD_REQUESTS: usize = 4;
 
+/// Requests of one connection being handled at once: produce requests
+/// appended while earlier ones wait for their fsync. As many as a client
+/// keeps in flight (`max.in.flight.requests.per.connection`, 5).
+const IN_FLIGHT_REQUESTS: usize = 5;
+
+/// A handled request: what to do with it, and the buffer holding its response.
+type Handled = (Outcome, BytesMut);
+
 async fn handle_connection(
     stream: TcpStream,
     peer: SocketAddr,
@@ -128,35 +140,70 @@ async fn handle_connection(
         state.connection_limits.idle_timeout,
     ));
     let mut writer = BufWriter::new(writer);
-    let mut response = BytesMut::new();
+    // Oldest first; responses are written in this order.
+    let mut in_flight: VecDeque<JoinHandle<Handled>> = VecDeque::new();
+    let mut spare_buffers: Vec<BytesMut> = Vec::new();
+    // Whether the newest request released the next one, and what tells.
+    let mut next_released = false;
+    let mut release: Option<oneshot::Receiver<()>> = None;
     let result = loop {
-        let frame = tokio::select! {
-            frame = queued.recv() => frame,
+        tokio::select! {
+            biased;
             _ = shutdown.changed() => break Ok(()),
-        };
-        // The reader ends the queue with its reason to stop, or closes it at a clean end of stream.
-        // Handling starts: the request leaves the queue.
-        let frame = match frame {
-            Some(Ok((frame, _queued))) => frame,
-            Some(Err(reason)) => break Err(reason),
-            None => break Ok(()),
-        };
-        let context = dispatch::RequestContext { connection_id, peer };
-        response.clear();
-        match dispatch::handle(&state, &context, frame, &mut response).await {
-            Outcome::Respond => {
-                if let Err(error) = writer.write_all(&response).await {
-                    break Err(format!("write failed: {error}"));
+            handled = async { in_flight.front_mut().expect("guarded by the condition").await }, if !in_flight.is_empty() => {
+                in_flight.pop_front();
+                let (outcome, buffer) = match handled {
+                    Ok(handled) => handled,
+                    Err(error) => break Err(format!("request handler failed: {error}")),
+                };
+                match outcome {
+                    Outcome::Respond => {
+                        if let Err(error) = writer.write_all(&buffer).await {
+                            break Err(format!("write failed: {error}"));
+                        }
+                        // The next response, when already done, goes out in the same flush.
+                        let more = in_flight.front().is_some_and(|next| next.is_finished());
+                        if !more && let Err(error) = writer.flush().await {
+                            break Err(format!("write failed: {error}"));
+                        }
+                    }
+                    Outcome::NoResponse => {}
+                    Outcome::Close(reason) => break Err(reason),
                 }
-                if let Err(error) = writer.flush().await {
-                    break Err(format!("write failed: {error}"));
-                }
+                spare_buffers.push(buffer);
             }
-            Outcome::NoResponse => {}
-            Outcome::Close(reason) => break Err(reason),
+            released = async { release.as_mut().expect("guarded by the condition").await }, if release.is_some() => {
+                release = None;
+                next_released = released.is_ok();
+            }
+            frame = queued.recv(), if in_flight.is_empty() || (next_released && in_flight.len() < IN_FLIGHT_REQUESTS) => {
+                // The reader ends the queue with its reason to stop, or closes it at a clean end of stream.
+                // Handling starts: the request leaves the queue.
+                let frame = match frame {
+                    Some(Ok((frame, _queued))) => frame,
+                    Some(Err(reason)) => break Err(reason),
+                    None => break Ok(()),
+                };
+                let (next_request, released) = dispatch::NextRequest::new();
+                let context = dispatch::RequestContext { connection_id, peer, next_request };
+                let mut buffer = spare_buffers.pop().unwrap_or_default();
+                buffer.clear();
+                let state = state.clone();
+                in_flight.push_back(tokio::spawn(async move {
+                    let outcome = dispatch::handle(&state, &context, frame, &mut buffer).await;
+                    (outcome, buffer)
+                }));
+                next_released = false;
+                release = Some(released);
+            }
         }
     };
     reading.abort();
+    // Requests already started finish (their appends are done or under way);
+    // their answers are lost with the connection.
+    for handling in in_flight {
+        let _ = handling.await;
+    }
     result
 }
 

@@ -454,3 +454,50 @@ async fn idempotent_retries_are_stored_once_and_gaps_refused() {
     );
     broker.stop().await;
 }
+
+/// A producer's pipelined acks=-1 requests: each is appended while earlier
+/// ones wait for their fsync, yet they are stored in request order (the
+/// sequence numbers would be refused otherwise), answered in request order,
+/// and a fetch sent behind them sees them all. Garbage behind them closes
+/// the connection only after they are answered.
+#[tokio::test]
+async fn pipelined_produce_requests_are_stored_and_answered_in_order() {
+    let broker = TestBroker::start().await;
+    let mut client = Client::connect(&broker).await;
+    create_topic(&mut client, "pipelined", 1).await;
+    let producer = client
+        .call(&InitProducerIdRequest::default().with_transaction_timeout_ms(60_000), 4)
+        .await;
+    let id = producer.producer_id.0;
+    let first_correlation_id = 3;
+    for sequence in 0..5 {
+        let value = format!("r{sequence}");
+        let records = idempotent_batch(&[&value], (id, 0, sequence));
+        client.send(&produce_request("pipelined", -1, records), 9).await;
+    }
+    client.send(&fetch_request("pipelined", 0, 0), 12).await;
+    client.send_raw(&[0x7f, 0x00, 0, 1, 0, 0, 0, 1, 0, 0]).await;
+
+    for (expected_offset, correlation_id) in (first_correlation_id..).take(5).enumerate() {
+        let mut frame = client.receive_raw().await.expect("every produce is answered");
+        let header = ResponseHeader::decode(&mut frame, 1).unwrap();
+        assert_eq!(header.correlation_id, correlation_id, "answers come in request order");
+        let produced = ProduceResponse::decode(&mut frame, 9).unwrap();
+        let partition = &produced.responses[0].partition_responses[0];
+        assert_eq!(
+            (partition.error_code, partition.base_offset),
+            (0, expected_offset as i64)
+        );
+    }
+    let mut frame = client.receive_raw().await.expect("the fetch is answered");
+    let header = ResponseHeader::decode(&mut frame, 1).unwrap();
+    assert_eq!(header.correlation_id, first_correlation_id + 5);
+    let fetched = FetchResponse::decode(&mut frame, 12).unwrap();
+    let values = values_of(fetched.responses[0].partitions[0].records.clone());
+    assert_eq!(values, ["r0", "r1", "r2", "r3", "r4"]);
+    assert!(
+        client.receive_raw().await.is_none(),
+        "the garbage closes the connection"
+    );
+    broker.stop().await;
+}

@@ -74,7 +74,9 @@ pub async fn handle(state: &Arc<BrokerState>, request: &Request<'_>, body: Reque
     Some(match body {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
         RequestKind::Metadata(body) => ResponseKind::Metadata(metadata::handle(state, body, version).await),
-        RequestKind::Produce(body) => ResponseKind::Produce(produce::handle(state, body).await?),
+        RequestKind::Produce(body) => {
+            ResponseKind::Produce(produce::handle(state, body, &request.connection.next_request).await?)
+        }
         RequestKind::Fetch(body) => ResponseKind::Fetch(fetch::handle(state, body, version).await),
         RequestKind::ListOffsets(body) => ResponseKind::ListOffsets(list_offsets::handle(state, body, version).await),
         RequestKind::CreateTopics(body) => ResponseKind::CreateTopics(topics::create_topics(state, body).await),

@@ -11,6 +11,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
 
 use super::{blocking, now_ms};
+use crate::dispatch::NextRequest;
 use crate::errors::{
     CORRUPT_MESSAGE, INVALID_REQUIRED_ACKS, INVALID_TXN_STATE, NONE, UNKNOWN_TOPIC_ID, UNKNOWN_TOPIC_OR_PARTITION,
 };
@@ -32,8 +33,14 @@ struct PartitionWrite {
     response: PartitionProduceResponse,
 }
 
-/// `None` for acks=0: the producer expects no answer.
-pub async fn handle(state: &Arc<BrokerState>, request: ProduceRequest) -> Option<ProduceResponse> {
+/// `None` for acks=0: the producer expects no answer. `next_request` is
+/// released once the appends are done, so the connection's next produce
+/// is appended while this one waits for its fsync (and shares it).
+pub async fn handle(
+    state: &Arc<BrokerState>,
+    request: ProduceRequest,
+    next_request: &NextRequest,
+) -> Option<ProduceResponse> {
     let acks = request.acks;
     let mut topics = Vec::with_capacity(request.topic_data.len());
     let mut writes = Vec::new();
@@ -87,6 +94,7 @@ pub async fn handle(state: &Arc<BrokerState>, request: ProduceRequest) -> Option
     }
 
     let appender = state.clone();
+    let release = next_request.take();
     let writes = blocking(move || {
         let mut writes = writes;
         let now = now_ms();
@@ -116,6 +124,9 @@ pub async fn handle(state: &Arc<BrokerState>, request: ProduceRequest) -> Option
                     write.partition = None;
                 }
             }
+        }
+        if let Some(release) = release {
+            let _ = release.send(());
         }
         if acks == -1 {
             // Group commit: concurrent requests share the fsync of each log.
