@@ -444,6 +444,10 @@ impl Log {
     pub fn sync_to(&self, offset: i64) -> Result<()> {
         self.sync_offsets_below(offset)
     }
+    /// Every offset below this survives a machine crash (was fsynced).
+    pub fn durable_offset(&self) -> i64 {
+        self.group_commit.durable_offset()
+    }
     /// Fsyncs everything appended so far.
     pub fn flush(&self) -> Result<()> {
         self.flush_all()

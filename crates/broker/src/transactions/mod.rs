@@ -184,8 +184,9 @@ impl TransactionCoordinator {
     }
 
     /// Settles the transactions the partitions hold open but this
-    /// coordinator does not list there. AddPartitionsToTxn is not synced
-    /// (see `add_partitions`), so a machine crash can lose it while the
+    /// coordinator does not list there. A transaction's later
+    /// AddPartitionsToTxn are not synced (see `add_partitions`), so a
+    /// machine crash can lose one while the
     /// data it let in was synced. Such a transaction was never decided,
     /// since a decision syncs the log after it: if its producer's
     /// transaction is still ongoing at the same epoch, the partition joins
@@ -314,7 +315,9 @@ impl TransactionCoordinator {
     /// The completed state itself is not waited for: if a crash loses it,
     /// the transaction is still prepared on restart and its markers are
     /// written again, which ends nothing new (as after a coordinator
-    /// failover in Kafka). Any later write of this id syncs it first.
+    /// failover in Kafka) as long as no later transaction of this producer
+    /// has data in those partitions. So the next write of this id, which
+    /// must come before any such data, syncs it first.
     fn complete(
         &self,
         partitions: &PartitionManager,
@@ -478,10 +481,16 @@ impl TransactionCoordinator {
             }
             updated.partitions.extend(added.iter().cloned());
             updated.last_update_ms = now_ms();
-            // Not waited for: a decision (EndTxn, or an abort on timeout or
-            // fencing) syncs this record with it, and a machine crash before
-            // any decision is repaired on start (`end_unknown_transactions`).
-            self.persist(partitions, id, &updated, false)?;
+            // The first addition of a transaction is synced, and with it the
+            // previous transaction's unsynced completion (see `complete`):
+            // once this transaction's data is let in, no restart may replay
+            // that completion's markers, which would end this transaction
+            // too (same producer id and epoch). Later additions are not
+            // waited for: a decision (EndTxn, or an abort on timeout or
+            // fencing) syncs them, and a machine crash before any decision
+            // is repaired on start (`end_unknown_transactions`).
+            let starts_transaction = record.state != TxnState::Ongoing;
+            self.persist(partitions, id, &updated, starts_transaction)?;
             *record = updated;
             Ok(())
         })
@@ -620,6 +629,18 @@ mod tests {
         partition.log.sync_to(info.last_offset + 1).unwrap();
     }
 
+    /// A coordinator on a fresh directory, and the producer id and epoch it gave transactional id `tx`.
+    fn coordinator_of_tx(
+        dir: &std::path::Path,
+    ) -> (BrokerConfig, PartitionManager, TransactionCoordinator, (i64, i16)) {
+        let (config, partitions) = partitions(dir);
+        let coordinator = TransactionCoordinator::new(&config).unwrap();
+        let (producer, _) = coordinator
+            .init_producer_id(&partitions, &ProducerIdManager::default(), "tx", 60_000)
+            .unwrap();
+        (config, partitions, coordinator, producer)
+    }
+
     /// The state of `id` as a coordinator that replayed the log sees it.
     fn reloaded(config: &BrokerConfig, partitions: &PartitionManager, id: &str) -> (Vec<(i64, bool)>, TxnRecord) {
         let coordinator = TransactionCoordinator::new(config).unwrap();
@@ -631,11 +652,7 @@ mod tests {
     #[test]
     fn a_transaction_whose_partitions_were_lost_in_a_crash_is_aborted_on_start() {
         let dir = tempfile::tempdir().unwrap();
-        let (config, partitions) = partitions(dir.path());
-        let coordinator = TransactionCoordinator::new(&config).unwrap();
-        let ((producer_id, epoch), _) = coordinator
-            .init_producer_id(&partitions, &ProducerIdManager::default(), "tx", 60_000)
-            .unwrap();
+        let (config, partitions, _, (producer_id, epoch)) = coordinator_of_tx(dir.path());
         // The data is durable; the AddPartitionsToTxn that let it in is not in the log.
         write_transactional(&partitions, 0, (producer_id, epoch));
         let log = &partitions.partition("t", 0).unwrap().log;
@@ -648,14 +665,43 @@ mod tests {
         assert_eq!(log.last_stable_offset(), 2, "nothing is left open");
     }
 
+    /// A machine crash loses what was not synced. Were the next
+    /// transaction let in while the last one's CompleteCommit was unsynced,
+    /// a restart would find the last one still prepared and write its
+    /// COMMIT markers again, into partitions now holding the next one's
+    /// data: committing data its producer may still abort.
+    #[test]
+    fn a_transaction_starts_only_once_the_last_ones_completion_is_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, partitions, coordinator, (producer_id, epoch)) = coordinator_of_tx(dir.path());
+        let transaction_log = || {
+            let topic = partitions.topic(TRANSACTION_TOPIC).unwrap();
+            let index = internal_topics::partition_for("tx", coordinator.log_partitions);
+            Arc::clone(&topic.partitions[index as usize])
+        };
+        let t0 = [("t".to_string(), 0)];
+        for transaction in 0..2 {
+            coordinator
+                .add_partitions(&partitions, "tx", producer_id, epoch, &t0)
+                .unwrap();
+            let log = &transaction_log().log;
+            assert_eq!(
+                log.durable_offset(),
+                log.log_end_offset(),
+                "transaction {transaction} started with its coordinator's log unsynced"
+            );
+            write_transactional(&partitions, 0, (producer_id, epoch));
+            let ended = coordinator.end_transaction(&partitions, "tx", producer_id, epoch, Outcome::Commit, |r| {
+                assert_eq!(r, Ok(()))
+            });
+            assert!(ended);
+        }
+    }
+
     #[test]
     fn a_partition_lost_from_an_ongoing_transaction_rejoins_it_on_start() {
         let dir = tempfile::tempdir().unwrap();
-        let (config, partitions) = partitions(dir.path());
-        let coordinator = TransactionCoordinator::new(&config).unwrap();
-        let ((producer_id, epoch), _) = coordinator
-            .init_producer_id(&partitions, &ProducerIdManager::default(), "tx", 60_000)
-            .unwrap();
+        let (config, partitions, coordinator, (producer_id, epoch)) = coordinator_of_tx(dir.path());
         coordinator
             .add_partitions(&partitions, "tx", producer_id, epoch, &[("t".into(), 1)])
             .unwrap();
