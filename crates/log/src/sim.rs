@@ -6,9 +6,14 @@
 //! that does not fit fails with `StorageFull` (ENOSPC) and writes nothing,
 //! as a real file's append does once it has cut its partial write off.
 //!
-//! Directory operations (create, rename, remove) are durable at once: the
-//! log fsyncs its directory after each of them, so modelling a lost rename
-//! would only test the model.
+//! Directory entries are durable only once their directory is synced, as
+//! on Linux: a power cut takes every directory back to its listing at its
+//! last `sync_dir`, so a file created, renamed or removed since comes back
+//! as it was (a new file is gone, a rename undone, a removed file back with
+//! its synced bytes). A directory made by `create_dir_all` is likewise an
+//! entry of its parent; the ancestors it creates on the way stand for the
+//! data directory itself and are durable at once. [`SimStorage::sync_all`]
+//! makes everything durable, as `syncfs` does.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -127,6 +132,27 @@ impl StorageFile for SimFile {
 struct Namespace {
     files: BTreeMap<PathBuf, Arc<SimFile>>,
     dirs: BTreeSet<PathBuf>,
+    /// What a power cut leaves of the entries above: each directory's
+    /// entries as of its last sync.
+    durable_files: BTreeMap<PathBuf, Arc<SimFile>>,
+    durable_dirs: BTreeSet<PathBuf>,
+}
+
+impl Namespace {
+    /// Makes the entries of `dir` as they are now the ones a power cut keeps.
+    fn sync_entries(&mut self, dir: &Path) {
+        let in_dir = |path: &Path| path.parent() == Some(dir);
+        self.durable_files.retain(|path, _| !in_dir(path));
+        let files: Vec<_> = self.files.iter().filter(|(path, _)| in_dir(path)).collect();
+        let files: Vec<_> = files
+            .into_iter()
+            .map(|(path, file)| (path.clone(), file.clone()))
+            .collect();
+        self.durable_files.extend(files);
+        self.durable_dirs.retain(|path| !in_dir(path));
+        let dirs: Vec<PathBuf> = self.dirs.iter().filter(|path| in_dir(path)).cloned().collect();
+        self.durable_dirs.extend(dirs);
+    }
 }
 
 /// In-memory storage with power-cut and fault injection.
@@ -145,23 +171,51 @@ impl SimStorage {
         self.namespace.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Loses every write not yet synced. Files already open (by a log that
-    /// is about to be dropped) are detached: nothing they do afterwards
-    /// reaches the surviving state.
+    /// Loses every write and directory change not yet synced. Files
+    /// already open (by a log that is about to be dropped) are detached:
+    /// nothing they do afterwards reaches the surviving state.
     pub fn power_cut(&self) {
         let mut namespace = self.namespace();
-        for file in namespace.files.values_mut() {
-            let durable = file.state().durable.clone();
-            let state = SimFileState {
-                dirty_from: durable.len(),
-                data: durable.clone(),
-                durable,
-            };
-            *file = Arc::new(SimFile {
-                state: Mutex::new(state),
-                faults: self.faults.clone(),
-            });
+        let durable_dirs = &namespace.durable_dirs;
+        // An entry survives only where every directory above it did.
+        let reachable = |path: &Path| {
+            path.ancestors()
+                .skip(1)
+                .all(|dir| dir.parent().is_none() || durable_dirs.contains(dir))
+        };
+        let dirs: BTreeSet<PathBuf> = durable_dirs.iter().filter(|dir| reachable(dir)).cloned().collect();
+        let files: BTreeMap<PathBuf, Arc<SimFile>> = (namespace.durable_files.iter())
+            .filter(|(path, _)| reachable(path))
+            .map(|(path, file)| {
+                let durable = file.state().durable.clone();
+                let state = SimFileState {
+                    dirty_from: durable.len(),
+                    data: durable.clone(),
+                    durable,
+                };
+                let file = Arc::new(SimFile {
+                    state: Mutex::new(state),
+                    faults: self.faults.clone(),
+                });
+                (path.clone(), file)
+            })
+            .collect();
+        namespace.durable_dirs = dirs.clone();
+        namespace.durable_files = files.clone();
+        namespace.dirs = dirs;
+        namespace.files = files;
+    }
+
+    /// Makes every write and directory change durable (`syncfs`).
+    pub fn sync_all(&self) {
+        let mut namespace = self.namespace();
+        for file in namespace.files.values() {
+            let mut state = file.state();
+            state.durable = state.data.clone();
+            state.dirty_from = state.data.len();
         }
+        namespace.durable_files = namespace.files.clone();
+        namespace.durable_dirs = namespace.dirs.clone();
     }
 
     /// Makes every append fail (a full or failing disk) until cleared.
@@ -189,7 +243,7 @@ impl SimStorage {
         self.namespace().files.get(path).map(|f| f.state().data.clone())
     }
 
-    /// Replaces a file's contents, durably (for tests that corrupt files).
+    /// Replaces a file's contents and entry, durably (for tests that corrupt files).
     pub fn set_file_contents(&self, path: &Path, contents: Vec<u8>) {
         let state = SimFileState {
             dirty_from: contents.len(),
@@ -200,7 +254,9 @@ impl SimStorage {
             state: Mutex::new(state),
             faults: self.faults.clone(),
         });
-        self.namespace().files.insert(path.to_path_buf(), file);
+        let mut namespace = self.namespace();
+        namespace.files.insert(path.to_path_buf(), file.clone());
+        namespace.durable_files.insert(path.to_path_buf(), file);
     }
 }
 
@@ -228,9 +284,12 @@ impl Storage for SimStorage {
 
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         let mut namespace = self.namespace();
-        for ancestor in dir.ancestors() {
-            namespace.dirs.insert(ancestor.to_path_buf());
+        for ancestor in dir.ancestors().skip(1) {
+            if namespace.dirs.insert(ancestor.to_path_buf()) {
+                namespace.durable_dirs.insert(ancestor.to_path_buf());
+            }
         }
+        namespace.dirs.insert(dir.to_path_buf());
         Ok(())
     }
 
@@ -274,7 +333,12 @@ impl Storage for SimStorage {
         Ok(())
     }
 
-    fn sync_dir(&self, _dir: &Path) -> io::Result<()> {
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        let mut namespace = self.namespace();
+        if !namespace.dirs.contains(dir) {
+            return Err(not_found(dir));
+        }
+        namespace.sync_entries(dir);
         Ok(())
     }
 }
@@ -283,12 +347,20 @@ impl Storage for SimStorage {
 mod tests {
     use super::*;
 
+    /// `/p` and an empty file `/p/a`, both entries durable.
+    fn storage_with_file() -> (Arc<SimStorage>, Arc<dyn StorageFile>) {
+        let storage = SimStorage::new();
+        storage.create_dir_all(Path::new("/p")).unwrap();
+        let file = storage.open(Path::new("/p/a"), true).unwrap();
+        storage.sync_dir(Path::new("/")).unwrap();
+        storage.sync_dir(Path::new("/p")).unwrap();
+        (storage, file)
+    }
+
     #[test]
     fn power_cut_drops_unsynced_writes() {
-        let storage = SimStorage::new();
+        let (storage, file) = storage_with_file();
         let dir = Path::new("/p");
-        storage.create_dir_all(dir).unwrap();
-        let file = storage.open(&dir.join("a"), true).unwrap();
         file.append(b"synced").unwrap();
         file.sync().unwrap();
         file.append(b"-lost").unwrap();
@@ -301,9 +373,7 @@ mod tests {
 
     #[test]
     fn truncation_below_the_synced_length_is_undone_by_a_power_cut() {
-        let storage = SimStorage::new();
-        storage.create_dir_all(Path::new("/p")).unwrap();
-        let file = storage.open(Path::new("/p/a"), true).unwrap();
+        let (storage, file) = storage_with_file();
         file.append(b"0123456789").unwrap();
         file.sync().unwrap();
         file.set_len(4).unwrap();
@@ -317,10 +387,46 @@ mod tests {
     }
 
     #[test]
+    fn power_cut_undoes_directory_changes_made_since_the_last_sync_dir() {
+        let (storage, file) = storage_with_file();
+        let dir = Path::new("/p");
+        file.append(b"a's bytes").unwrap();
+        file.sync().unwrap();
+        storage.open(&dir.join("b"), true).unwrap().append(b"b").unwrap();
+        storage.rename(&dir.join("a"), &dir.join("renamed")).unwrap();
+        storage.create_dir_all(&dir.join("sub")).unwrap();
+        storage.power_cut();
+        assert_eq!(
+            storage.list_dir(dir).unwrap(),
+            ["a"],
+            "new entries gone, the rename undone"
+        );
+        assert_eq!(storage.file_contents(&dir.join("a")).unwrap(), b"a's bytes");
+
+        storage.rename(&dir.join("a"), &dir.join("renamed")).unwrap();
+        storage.sync_dir(dir).unwrap();
+        storage.remove_file(&dir.join("renamed")).unwrap();
+        storage.power_cut();
+        assert_eq!(
+            storage.list_dir(dir).unwrap(),
+            ["renamed"],
+            "the synced rename stays, the removal is undone"
+        );
+
+        storage.create_dir_all(&dir.join("sub")).unwrap();
+        storage.open(&dir.join("sub/c"), true).unwrap().append(b"c").unwrap();
+        storage.sync_all();
+        storage.power_cut();
+        assert_eq!(
+            storage.file_contents(&dir.join("sub/c")).unwrap(),
+            b"c",
+            "sync_all keeps everything"
+        );
+    }
+
+    #[test]
     fn a_full_disk_refuses_appends_that_do_not_fit_until_space_returns() {
-        let storage = SimStorage::new();
-        storage.create_dir_all(Path::new("/p")).unwrap();
-        let file = storage.open(Path::new("/p/a"), true).unwrap();
+        let (storage, file) = storage_with_file();
         storage.set_free_bytes(Some(5));
         file.append(b"abc").unwrap();
         let full = file.append(b"def").unwrap_err();
@@ -334,9 +440,7 @@ mod tests {
 
     #[test]
     fn injected_faults_fail_writes_and_syncs() {
-        let storage = SimStorage::new();
-        storage.create_dir_all(Path::new("/p")).unwrap();
-        let file = storage.open(Path::new("/p/a"), true).unwrap();
+        let (storage, file) = storage_with_file();
         storage.set_fail_writes(true);
         assert!(file.append(b"x").is_err());
         storage.set_fail_writes(false);
