@@ -146,7 +146,15 @@ async fn handle_connection(
     // Whether the newest request released the next one, and what tells.
     let mut next_released = false;
     let mut release: Option<oneshot::Receiver<()>> = None;
+    // Why the reader stopped; the requests already started are answered
+    // first (a client may half-close after its last request).
+    let mut reader_end: Option<Result<(), String>> = None;
     let result = loop {
+        if in_flight.is_empty()
+            && let Some(end) = reader_end.take()
+        {
+            break end;
+        }
         tokio::select! {
             biased;
             _ = shutdown.changed() => break Ok(()),
@@ -176,13 +184,19 @@ async fn handle_connection(
                 release = None;
                 next_released = released.is_ok();
             }
-            frame = queued.recv(), if in_flight.is_empty() || (next_released && in_flight.len() < IN_FLIGHT_REQUESTS) => {
+            frame = queued.recv(), if reader_end.is_none() && (in_flight.is_empty() || (next_released && in_flight.len() < IN_FLIGHT_REQUESTS)) => {
                 // The reader ends the queue with its reason to stop, or closes it at a clean end of stream.
                 // Handling starts: the request leaves the queue.
                 let frame = match frame {
                     Some(Ok((frame, _queued))) => frame,
-                    Some(Err(reason)) => break Err(reason),
-                    None => break Ok(()),
+                    Some(Err(reason)) => {
+                        reader_end = Some(Err(reason));
+                        continue;
+                    }
+                    None => {
+                        reader_end = Some(Ok(()));
+                        continue;
+                    }
                 };
                 let (next_request, released) = dispatch::NextRequest::new();
                 let context = dispatch::RequestContext { connection_id, peer, next_request };
@@ -199,8 +213,8 @@ async fn handle_connection(
         }
     };
     reading.abort();
-    // Requests already started finish (their appends are done or under way);
-    // their answers are lost with the connection.
+    // After a shutdown or a failed write, requests already started still
+    // finish (their appends are done or under way); their answers are lost.
     for handling in in_flight {
         let _ = handling.await;
     }

@@ -501,3 +501,27 @@ async fn pipelined_produce_requests_are_stored_and_answered_in_order() {
     );
     broker.stop().await;
 }
+
+/// A client that half-closes its connection after its last request still
+/// gets every answer: the requests already started are answered before the
+/// connection closes.
+#[tokio::test]
+async fn a_half_closed_connection_still_gets_its_answers() {
+    let broker = TestBroker::start().await;
+    let mut client = Client::connect(&broker).await;
+    create_topic(&mut client, "half-closed", 1).await;
+    for value in ["a", "b", "c"] {
+        client
+            .send(&produce_request("half-closed", -1, batch(&[value])), 9)
+            .await;
+    }
+    client.stream.shutdown().await.unwrap();
+    for offset in 0..3 {
+        let mut frame = client.receive_raw().await.expect("answered before the close");
+        ResponseHeader::decode(&mut frame, 1).unwrap();
+        let produced = ProduceResponse::decode(&mut frame, 9).unwrap();
+        assert_eq!(produced.responses[0].partition_responses[0].base_offset, offset);
+    }
+    assert!(client.receive_raw().await.is_none(), "then the broker closes");
+    broker.stop().await;
+}
