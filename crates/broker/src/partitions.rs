@@ -580,7 +580,7 @@ fn in_parallel<T: Send, R: Send>(items: Vec<T>, threads: usize, work: impl Fn(T)
 }
 
 /// Kafka's internal topics (`Topic.isInternal`).
-fn is_internal_topic(name: &str) -> bool {
+pub(crate) fn is_internal_topic(name: &str) -> bool {
     name == crate::groups::offsets_topic::OFFSETS_TOPIC || name == crate::transactions::txn_log::TRANSACTION_TOPIC
 }
 

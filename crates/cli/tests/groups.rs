@@ -123,6 +123,43 @@ async fn kip_848_members_share_the_partitions_and_commit() {
     .await;
 }
 
+/// librdkafka sends a `^`-prefixed subscription as KIP-848's
+/// SubscribedTopicRegex; the coordinator matches it against the topics,
+/// again at each heartbeat, so a matching topic created later is assigned
+/// too, and a topic that does not match never is.
+#[tokio::test]
+async fn a_kip_848_member_subscribed_by_regular_expression_gets_new_matching_topics() {
+    let broker = Broker::start();
+    bounded(3, async {
+        let prefix = unique_topic("regex");
+        let group = unique_topic("regex-id");
+        let producer = broker.producer(&[]);
+        for (topic, value) in [
+            (format!("{prefix}-a"), "a"),
+            (format!("{prefix}-b"), "b"),
+            (unique_topic("other"), "x"),
+        ] {
+            create_topic(&broker, &topic, 1, &[]).await;
+            produce_values(&producer, &topic, 0, &[value]).await;
+        }
+        let member = next_generation_member(&broker, &group);
+        member.subscribe(&[&format!("^{prefix}-.*")]).expect("subscribe");
+        let mut values = payloads(&poll_messages(&member, 2));
+        values.sort();
+        assert_eq!(values, ["a", "b"]);
+
+        let later = format!("{prefix}-c");
+        create_topic(&broker, &later, 1, &[]).await;
+        produce_values(&producer, &later, 0, &["c"]).await;
+        assert_eq!(payloads(&poll_messages(&member, 1)), ["c"], "the topic created later");
+        let assigned = member.assignment().expect("assignment");
+        let mut topics: Vec<String> = assigned.elements().iter().map(|e| e.topic().to_string()).collect();
+        topics.sort();
+        assert_eq!(topics, [format!("{prefix}-a"), format!("{prefix}-b"), later]);
+    })
+    .await;
+}
+
 #[test]
 fn describe_names_the_consumer_of_each_partition_in_classic_and_kip_848_groups() {
     let broker = Broker::start_with(QUICK_JOINS);

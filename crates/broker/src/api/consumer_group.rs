@@ -1,7 +1,7 @@
 //! The KIP-848 consumer group protocol: ConsumerGroupHeartbeat and
 //! ConsumerGroupDescribe.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,18 +19,35 @@ use crate::dispatch::Request;
 use crate::errors::*;
 use crate::groups;
 use crate::groups::assignors::TopicPartition;
-use crate::groups::consumer::{ConsumerGroupState, Heartbeat};
+use crate::groups::consumer::{ConsumerGroupState, Heartbeat, TopicCatalog, TopicRegex};
 use crate::groups::group::Group;
+use crate::partitions::Topic;
 use crate::state::BrokerState;
 
 fn text(value: impl Into<String>) -> StrBytes {
     StrBytes::from_string(value.into())
 }
 
-fn invalid(message: &str) -> ConsumerGroupHeartbeatResponse {
+fn refuse(code: i16, message: impl Into<String>) -> ConsumerGroupHeartbeatResponse {
     ConsumerGroupHeartbeatResponse::default()
-        .with_error_code(INVALID_REQUEST)
+        .with_error_code(code)
         .with_error_message(Some(text(message)))
+}
+
+fn invalid(message: &str) -> ConsumerGroupHeartbeatResponse {
+    refuse(INVALID_REQUEST, message)
+}
+
+/// The broker's topics, as subscriptions resolve against them.
+struct BrokerTopics(Arc<HashMap<String, Arc<Topic>>>);
+
+impl TopicCatalog for BrokerTopics {
+    fn lookup(&self, name: &str) -> Option<(Uuid, i32)> {
+        self.0.get(name).map(|t| (t.image.id, t.image.partitions))
+    }
+    fn names(&self) -> Vec<String> {
+        self.0.keys().cloned().collect()
+    }
 }
 
 pub async fn heartbeat(
@@ -59,13 +76,18 @@ pub async fn heartbeat(
             return invalid("TopicPartitions must be empty when (re-)joining.");
         }
     }
-    if body
-        .subscribed_topic_regex
-        .as_ref()
-        .is_some_and(|regex| !regex.is_empty())
-    {
-        return invalid("Regular expression subscriptions are not supported yet; subscribe to topic names.");
-    }
+    // Kafka (RE2/J) and the regex crate share RE2's syntax.
+    let subscribed_topic_regex = match body.subscribed_topic_regex.as_deref() {
+        None => None,
+        Some("") => Some(None),
+        Some(pattern) => match TopicRegex::new(pattern) {
+            Ok(regex) => Some(Some(regex)),
+            Err(reason) => {
+                let message = format!("Invalid regular expression {pattern:?}: {reason}");
+                return refuse(INVALID_REGULAR_EXPRESSION, message);
+            }
+        },
+    };
     let owned = body.topic_partitions.map(|topics| {
         topics
             .iter()
@@ -83,10 +105,11 @@ pub async fn heartbeat(
         subscribed_topics: body
             .subscribed_topic_names
             .map(|names| names.into_iter().map(|n| n.to_string()).collect()),
+        subscribed_topic_regex,
         server_assignor: body.server_assignor.map(|a| a.to_string()),
         owned,
     };
-    let topics = |name: &str| state.partitions.topic(name).map(|t| (t.image.id, t.image.partitions));
+    let topics = BrokerTopics(state.partitions.topics());
     let limits = &state.groups.limits;
     let group_id = body.group_id.to_string();
     let (answer, changed) = {
@@ -211,6 +234,7 @@ pub fn describe(state: &BrokerState, body: ConsumerGroupDescribeRequest) -> Cons
                         .with_subscribed_topic_names(
                             m.subscribed_topics.iter().map(|t| TopicName(text(t.clone()))).collect(),
                         )
+                        .with_subscribed_topic_regex(m.subscribed_topic_regex.as_ref().map(|r| text(r.pattern.clone())))
                         .with_assignment(describe_assignment(state, &m.assigned))
                         .with_target_assignment(describe_assignment(
                             state,

@@ -21,6 +21,9 @@ pub struct ConsumerMember {
     pub previous_member_epoch: i32,
     pub rebalance_timeout: Duration,
     pub subscribed_topics: Vec<String>,
+    pub subscribed_topic_regex: Option<TopicRegex>,
+    /// The topics `subscribed_topic_regex` matched when last resolved.
+    pub regex_topics: Vec<String>,
     pub server_assignor: Option<String>,
     /// What the member owns, as far as the coordinator knows (includes
     /// partitions it was asked to revoke and has not confirmed yet).
@@ -44,6 +47,54 @@ pub struct ConsumerGroupState {
     pub stored: StoredRecords,
 }
 
+impl ConsumerMember {
+    /// The topics the member subscribes to: by name and by its regular expression.
+    pub fn subscription(&self) -> impl Iterator<Item = &String> {
+        self.subscribed_topics.iter().chain(&self.regex_topics)
+    }
+}
+
+/// A subscription's regular expression (KIP-848's SubscribedTopicRegex).
+/// As in Kafka, it must match a whole topic name; internal topics are never
+/// matched.
+#[derive(Clone, Debug)]
+pub struct TopicRegex {
+    pub pattern: String,
+    whole_name: regex::Regex,
+}
+
+impl TopicRegex {
+    pub fn new(pattern: &str) -> Result<TopicRegex, String> {
+        let whole_name = regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|e| e.to_string())?;
+        Ok(TopicRegex {
+            pattern: pattern.to_string(),
+            whole_name,
+        })
+    }
+
+    fn matches(&self, topic: &str) -> bool {
+        !crate::partitions::is_internal_topic(topic) && self.whole_name.is_match(topic)
+    }
+}
+
+/// The topics subscriptions resolve against.
+pub trait TopicCatalog {
+    /// A topic's id and partition count.
+    fn lookup(&self, name: &str) -> Option<(uuid::Uuid, i32)>;
+    /// Every topic name, for regular expressions.
+    fn names(&self) -> Vec<String>;
+}
+
+/// A bare lookup is a catalog that lists no names (no regular expression matches).
+impl<F: Fn(&str) -> Option<(uuid::Uuid, i32)>> TopicCatalog for F {
+    fn lookup(&self, name: &str) -> Option<(uuid::Uuid, i32)> {
+        self(name)
+    }
+    fn names(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
 /// One heartbeat, as the coordinator needs it.
 pub struct Heartbeat {
     pub member_id: String,
@@ -54,6 +105,8 @@ pub struct Heartbeat {
     pub client_host: String,
     pub rebalance_timeout: Duration,
     pub subscribed_topics: Option<Vec<String>>,
+    /// `None`: unchanged; `Some(None)`: no regular expression any more.
+    pub subscribed_topic_regex: Option<Option<TopicRegex>>,
     pub server_assignor: Option<String>,
     /// The partitions the member reports owning (`None`: unchanged since its last heartbeat).
     pub owned: Option<BTreeSet<TopicPartition>>,
@@ -86,11 +139,11 @@ impl ConsumerGroupState {
         }
     }
 
-    /// Handles one heartbeat; `topics` resolves a topic name to (id, partition count).
+    /// Handles one heartbeat; `topics` resolves subscriptions to topic ids and partition counts.
     pub fn heartbeat(
         &mut self,
         request: Heartbeat,
-        topics: &dyn Fn(&str) -> Option<(uuid::Uuid, i32)>,
+        topics: &dyn TopicCatalog,
         max_size: usize,
         now: Instant,
     ) -> Result<HeartbeatAnswer, i16> {
@@ -133,6 +186,8 @@ impl ConsumerGroupState {
                         previous_member_epoch: -1,
                         rebalance_timeout: request.rebalance_timeout,
                         subscribed_topics: Vec::new(),
+                        subscribed_topic_regex: None,
+                        regex_topics: Vec::new(),
                         server_assignor: None,
                         assigned: BTreeSet::new(),
                         last_heartbeat: now,
@@ -160,6 +215,12 @@ impl ConsumerGroupState {
                 self.group_epoch += 1;
             }
         }
+        if let Some(regex) = request.subscribed_topic_regex
+            && regex.as_ref().map(|r| &r.pattern) != member.subscribed_topic_regex.as_ref().map(|r| &r.pattern)
+        {
+            member.subscribed_topic_regex = regex;
+            self.group_epoch += 1;
+        }
         if request.server_assignor.is_some() {
             member.server_assignor = request.server_assignor;
         }
@@ -168,6 +229,7 @@ impl ConsumerGroupState {
             // beyond what it was given is ignored.
             member.assigned = member.assigned.intersection(&owned).copied().collect();
         }
+        self.resolve_regexes(topics);
         self.refresh_metadata(topics);
         if self.assignment_epoch < self.group_epoch {
             self.compute_target(topics);
@@ -175,11 +237,31 @@ impl ConsumerGroupState {
         Ok(self.reconcile(&id, request.member_epoch == 0, now))
     }
 
-    fn refresh_metadata(&mut self, topics: &dyn Fn(&str) -> Option<(uuid::Uuid, i32)>) {
-        let subscribed: BTreeSet<&String> = self.members.values().flat_map(|m| m.subscribed_topics.iter()).collect();
+    /// Matches every member's regular expression against the topics as
+    /// they are now: a topic created or deleted since changes what the
+    /// member subscribes to, which `refresh_metadata` then notices.
+    fn resolve_regexes(&mut self, topics: &dyn TopicCatalog) {
+        if self
+            .members
+            .values()
+            .all(|m| m.subscribed_topic_regex.is_none() && m.regex_topics.is_empty())
+        {
+            return;
+        }
+        let names = topics.names();
+        for member in self.members.values_mut() {
+            member.regex_topics = match &member.subscribed_topic_regex {
+                Some(regex) => names.iter().filter(|name| regex.matches(name)).cloned().collect(),
+                None => Vec::new(),
+            };
+        }
+    }
+
+    fn refresh_metadata(&mut self, topics: &dyn TopicCatalog) {
+        let subscribed: BTreeSet<&String> = self.members.values().flat_map(|m| m.subscription()).collect();
         let metadata: BTreeMap<String, (uuid::Uuid, i32)> = subscribed
             .into_iter()
-            .filter_map(|t| Some((t.clone(), topics(t)?)))
+            .filter_map(|t| Some((t.clone(), topics.lookup(t)?)))
             .collect();
         if metadata != self.subscription_metadata {
             self.subscription_metadata = metadata;
@@ -187,7 +269,7 @@ impl ConsumerGroupState {
         }
     }
 
-    fn compute_target(&mut self, topics: &dyn Fn(&str) -> Option<(uuid::Uuid, i32)>) {
+    fn compute_target(&mut self, topics: &dyn TopicCatalog) {
         // The most requested assignor among members wins; uniform by default (Kafka's first in group.consumer.assignors).
         let assignor = self
             .members
@@ -201,7 +283,7 @@ impl ConsumerGroupState {
             .values()
             .map(|m| AssignorMember {
                 id: &m.id,
-                topics: m.subscribed_topics.iter().filter_map(|t| topics(t)).collect(),
+                topics: m.subscription().filter_map(|t| topics.lookup(t)).collect(),
                 previous: self.target.get(&m.id),
             })
             .collect();
@@ -309,6 +391,7 @@ pub(crate) mod test_heartbeats {
             client_host: "/127.0.0.1".into(),
             rebalance_timeout: Duration::from_secs(30),
             subscribed_topics: (epoch == 0).then(|| vec!["t".to_string()]),
+            subscribed_topic_regex: None,
             server_assignor: None,
             owned: owned.map(|p| p.iter().map(|p| (TOPIC, *p)).collect()),
         }
@@ -379,5 +462,63 @@ mod tests {
         let left = group.heartbeat(beat("a", LEAVE_EPOCH, None), &topics, 10, now).unwrap();
         assert_eq!(left.member_epoch, LEAVE_EPOCH);
         assert_eq!(group.state_name(), "Empty");
+    }
+
+    /// Topics by name, each with two partitions and an id from its position.
+    struct Catalog(Vec<&'static str>);
+
+    impl TopicCatalog for Catalog {
+        fn lookup(&self, name: &str) -> Option<(uuid::Uuid, i32)> {
+            let index = self.0.iter().position(|t| *t == name)?;
+            Some((uuid::Uuid::from_u128(index as u128 + 1), 2))
+        }
+        fn names(&self) -> Vec<String> {
+            self.0.iter().map(|t| t.to_string()).collect()
+        }
+    }
+
+    #[test]
+    fn a_regular_expression_subscribes_to_every_whole_name_it_matches_as_topics_come() {
+        let mut group = ConsumerGroupState::default();
+        let now = Instant::now();
+        let mut catalog = Catalog(vec![
+            "orders-eu",
+            "orders-us",
+            "orders",
+            "my-orders-eu",
+            "__consumer_offsets",
+        ]);
+        let mut join = beat("a", 0, Some(&[]));
+        join.subscribed_topics = Some(Vec::new());
+        join.subscribed_topic_regex = Some(Some(TopicRegex::new("orders-.*|__.*").unwrap()));
+        let joined = group.heartbeat(join, &catalog, 10, now).unwrap();
+        let ids = |answer: &HeartbeatAnswer| -> BTreeSet<u128> {
+            answer
+                .assignment
+                .iter()
+                .flatten()
+                .map(|(topic, _)| topic.as_u128())
+                .collect()
+        };
+        assert_eq!(
+            ids(&joined),
+            [1, 2].into(),
+            "orders-eu and orders-us, no internal topic"
+        );
+        assert_eq!(group.members["a"].regex_topics, ["orders-eu", "orders-us"]);
+
+        catalog.0.push("orders-asia");
+        let epoch = group.group_epoch;
+        let next = group
+            .heartbeat(beat("a", joined.member_epoch, None), &catalog, 10, now)
+            .unwrap();
+        assert!(group.group_epoch > epoch, "a new matching topic starts a new epoch");
+        assert_eq!(ids(&next), [1, 2, 6].into());
+
+        let mut dropped = beat("a", next.member_epoch, None);
+        dropped.subscribed_topic_regex = Some(None);
+        let after = group.heartbeat(dropped, &catalog, 10, now).unwrap();
+        assert!(ids(&after).is_empty() && group.members["a"].regex_topics.is_empty());
+        assert!(TopicRegex::new("orders-(").is_err());
     }
 }

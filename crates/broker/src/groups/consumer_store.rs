@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use super::consumer::{ConsumerGroupState, ConsumerMember};
+use super::consumer::{ConsumerGroupState, ConsumerMember, TopicRegex};
 use super::consumer_records::{
     ConsumerKey, ConsumerValue, CurrentAssignment, MEMBER_STABLE, MEMBER_UNRELEASED_PARTITIONS,
     MEMBER_UNREVOKED_PARTITIONS, MemberMetadata, TopicMetadata,
@@ -157,6 +157,10 @@ impl ConsumerGroupState {
                     previous_member_epoch: current.map_or(-1, |c| c.previous_member_epoch),
                     rebalance_timeout,
                     subscribed_topics,
+                    // Kept as the member sent it, so it compiled then; matched again at the next heartbeat.
+                    subscribed_topic_regex: (metadata.subscribed_topic_regex.as_deref())
+                        .and_then(|pattern| TopicRegex::new(pattern).ok()),
+                    regex_topics: Vec::new(),
                     server_assignor: metadata.server_assignor.clone(),
                     assigned,
                     last_heartbeat: now,
@@ -225,7 +229,7 @@ impl ConsumerGroupState {
                     client_id: member.client_id.clone(),
                     client_host: member.client_host.clone(),
                     subscribed_topic_names: member.subscribed_topics.clone(),
-                    subscribed_topic_regex: None,
+                    subscribed_topic_regex: member.subscribed_topic_regex.as_ref().map(|r| r.pattern.clone()),
                     rebalance_timeout_ms: member.rebalance_timeout.as_millis().min(i32::MAX as u128) as i32,
                     server_assignor: member.server_assignor.clone(),
                 }),
@@ -303,10 +307,12 @@ mod tests {
     use crate::groups::consumer::test_heartbeats::{self, topics};
     use crate::groups::consumer::{Heartbeat, LEAVE_EPOCH};
 
-    /// A heartbeat from a member in a rack, so that the rack is stored too.
+    /// A heartbeat from a member in a rack that also subscribes by a
+    /// regular expression (joining), so that both are stored too.
     fn beat(member: &str, epoch: i32, owned: Option<&[i32]>) -> Heartbeat {
         Heartbeat {
             rack_id: Some("rack".into()),
+            subscribed_topic_regex: (epoch == 0).then(|| Some(TopicRegex::new("t-.*").unwrap())),
             ..test_heartbeats::beat(member, epoch, owned)
         }
     }
@@ -326,8 +332,8 @@ mod tests {
         records.len()
     }
 
-    /// (id, epoch, previous epoch, owned, revocation pending) of one member.
-    type MemberView = (String, i32, i32, BTreeSet<(uuid::Uuid, i32)>, bool);
+    /// (id, epoch, previous epoch, owned, revocation pending, regular expression) of one member.
+    type MemberView = (String, i32, i32, BTreeSet<(uuid::Uuid, i32)>, bool, Option<String>);
 
     fn members(group: &ConsumerGroupState) -> Vec<MemberView> {
         group
@@ -340,6 +346,7 @@ mod tests {
                     m.previous_member_epoch,
                     m.assigned.clone(),
                     m.revocation_deadline.is_some(),
+                    m.subscribed_topic_regex.as_ref().map(|r| r.pattern.clone()),
                 )
             })
             .collect()

@@ -695,7 +695,7 @@ impl Group {
             let mut topics: Vec<String> = consumer
                 .members
                 .values()
-                .flat_map(|m| m.subscribed_topics.iter().cloned())
+                .flat_map(|m| m.subscription().cloned())
                 .collect();
             topics.sort();
             topics.dedup();

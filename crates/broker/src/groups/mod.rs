@@ -458,10 +458,11 @@ mod tests {
             client_host: "/127.0.0.1".into(),
             rebalance_timeout: Duration::from_secs(30),
             subscribed_topics: Some(vec!["t".into()]),
+            subscribed_topic_regex: None,
             server_assignor: None,
             owned: Some(Default::default()),
         };
-        consumer.heartbeat(join, &|_| None, 10, now).unwrap();
+        consumer.heartbeat(join, &|_: &str| None, 10, now).unwrap();
         let mut group = Group::new(id);
         group.consumer = Some(consumer);
         group
