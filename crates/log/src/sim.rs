@@ -31,6 +31,8 @@ struct SimFileState {
     /// The lowest position changed since the last sync; a sync copies
     /// `data[dirty_from..]` into `durable` instead of the whole file.
     dirty_from: usize,
+    /// Bytes read from this file since it was created (or the power came back).
+    bytes_read: u64,
 }
 
 struct SimFile {
@@ -78,10 +80,11 @@ fn injected(what: &str) -> io::Error {
 
 impl StorageFile for SimFile {
     fn read_at(&self, buf: &mut [u8], position: u64) -> io::Result<usize> {
-        let state = self.state();
+        let mut state = self.state();
         let start = (position as usize).min(state.data.len());
         let n = buf.len().min(state.data.len() - start);
         buf[..n].copy_from_slice(&state.data[start..start + n]);
+        state.bytes_read += n as u64;
         Ok(n)
     }
 
@@ -108,6 +111,7 @@ impl StorageFile for SimFile {
             data,
             durable,
             dirty_from,
+            ..
         } = &mut *state;
         durable.truncate(*dirty_from);
         durable.extend_from_slice(&data[*dirty_from..]);
@@ -192,6 +196,7 @@ impl SimStorage {
                     dirty_from: durable.len(),
                     data: durable.clone(),
                     durable,
+                    bytes_read: 0,
                 };
                 let file = Arc::new(SimFile {
                     state: Mutex::new(state),
@@ -238,6 +243,11 @@ impl SimStorage {
         self.faults.fail_syncs.store(fail, Ordering::Relaxed);
     }
 
+    /// The bytes read from a file so far (for tests of what recovery reads).
+    pub fn bytes_read(&self, path: &Path) -> u64 {
+        self.namespace().files.get(path).map_or(0, |f| f.state().bytes_read)
+    }
+
     /// A copy of a file's current contents (for tests).
     pub fn file_contents(&self, path: &Path) -> Option<Vec<u8>> {
         self.namespace().files.get(path).map(|f| f.state().data.clone())
@@ -249,6 +259,7 @@ impl SimStorage {
             dirty_from: contents.len(),
             data: contents.clone(),
             durable: contents,
+            bytes_read: 0,
         };
         let file = Arc::new(SimFile {
             state: Mutex::new(state),
