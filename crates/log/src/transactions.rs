@@ -86,8 +86,9 @@ struct TxnState {
     files: BTreeMap<i64, Arc<dyn StorageFile>>,
     /// The segments whose file has writes not yet fsynced.
     dirty: BTreeSet<i64>,
-    /// The segments whose file the open could not rebuild (a full disk):
-    /// rewritten whole from `aborted` before the recovery point passes them.
+    /// The segments whose file the open could not rebuild, or an abort's
+    /// entry could not be appended to (a full disk): rewritten whole from
+    /// `aborted` before the recovery point passes them.
     stale: BTreeSet<i64>,
 }
 
@@ -266,7 +267,16 @@ impl Log {
             }
         }
         if !aborted.is_empty() {
-            self.write_index_entries(&mut state, segment_base, &aborted)?;
+            match self.write_index_entries(&mut state, segment_base, &aborted) {
+                // The marker is in the segment already and cannot be taken
+                // back; the entries in memory answer fetches, and the file
+                // (derived data, rebuilt by recovery) is rewritten from them
+                // once space returns, before the recovery point passes it.
+                Err(error) if storage::is_out_of_space(&error) => {
+                    state.stale.insert(segment_base);
+                }
+                other => other?,
+            }
         }
         state.aborted.extend_from_slice(&aborted);
         state.unreplicated.extend_from_slice(&unreplicated);
@@ -330,7 +340,7 @@ impl Log {
     /// Rewrites the stale `.txnindex` files of the segments below `offset`
     /// from the entries in memory. Under the state lock, so that no entry
     /// is appended to a file being replaced; this happens only after an
-    /// open that found the disk full.
+    /// open or an abort that found the disk full.
     fn rewrite_stale_transaction_indexes(&self, offset: i64) -> io::Result<()> {
         let segments = self.segments();
         let mut state = lock(&self.transactions.state);

@@ -564,3 +564,44 @@ fn compaction_keeps_the_index_in_step_with_the_markers_it_keeps() {
     let log = Log::open(&path, config).unwrap();
     assert_eq!(log.aborted_transactions(0, end).unwrap(), []);
 }
+
+/// An abort marker that fits on the disk while its `.txnindex` entry does
+/// not: the marker cannot be taken back, so the abort is kept in memory
+/// (fetches report it, the partition stays online) and the file is
+/// rewritten from memory once space returns, before the recovery point
+/// passes it; a clean close and reopen then read the abort from the file.
+#[test]
+fn an_abort_whose_index_entry_finds_the_disk_full_keeps_the_log_online() {
+    let storage = SimStorage::new();
+    let dir = Path::new("/logs/full-0");
+    let log = Log::open_with_storage(dir, small_segments(), storage.clone()).unwrap();
+    append(&log, transactional(7, 0, 0, 2));
+    log.sync_to(log.log_end_offset()).unwrap();
+    // The least space the marker needs: every smaller budget refuses it and changes nothing.
+    let info = (0..200)
+        .find_map(|free| {
+            storage.set_free_bytes(Some(free));
+            log.append_marker(7, 0, false, 5, 0, NOW).ok()
+        })
+        .expect("the marker fits in 200 bytes");
+    assert_eq!(storage.free_bytes(), Some(0), "no room was left for the index entry");
+    log.set_high_watermark(info.last_offset + 1);
+    assert!(!log.is_offline());
+    assert_eq!(log.last_stable_offset(), 3);
+    assert_eq!(log.aborted_transactions(0, 3).unwrap(), [aborted(7, 0, 2)]);
+    assert!(
+        names_ending(storage.as_ref(), dir, ".txnindex")
+            .iter()
+            .all(|name| { storage.file_contents(&dir.join(name)).unwrap().is_empty() })
+    );
+
+    storage.set_free_bytes(None);
+    log.close().unwrap();
+    let sizes: Vec<usize> = names_ending(storage.as_ref(), dir, ".txnindex")
+        .iter()
+        .map(|name| storage.file_contents(&dir.join(name)).unwrap().len())
+        .collect();
+    assert_eq!(sizes, [34], "the file was rewritten with the abort's entry");
+    let log = Log::open_with_storage(dir, small_segments(), storage.clone()).unwrap();
+    assert_eq!(log.aborted_transactions(0, 3).unwrap(), [aborted(7, 0, 2)]);
+}
