@@ -272,19 +272,27 @@ fn write_filler(path: &Path, bytes: usize) {
     std::fs::write(path, vec![0xa5u8; bytes]).expect("write the filler file");
 }
 
+/// The full-disk test's topics and group: `topic` is written until the
+/// disk is full, `other` holds `other_values` from before, and `group`
+/// commits offsets of `topic`.
+struct FullDisk {
+    topic: String,
+    other: String,
+    other_values: Vec<String>,
+    group: String,
+}
+
 /// What the broker must serve while the disk is full, before and after a
 /// restart on it: every acknowledged record and the other topic's, the
 /// partitions online, the committed offset; writes refused with
 /// KAFKA_STORAGE_ERROR, on the wire and through librdkafka.
-async fn check_full_disk(
-    broker: &Broker,
-    topic: &str,
-    acknowledged: &[String],
-    other: &str,
-    other_values: &[String],
-    group: &str,
-    committed: (i64, &str),
-) {
+async fn check_full_disk(broker: &Broker, names: &FullDisk, acknowledged: &[String], committed: (i64, &str)) {
+    let FullDisk {
+        topic,
+        other,
+        other_values,
+        group,
+    } = names;
     let mut wire = Wire::connect(broker);
     for count in [1, 8] {
         assert_eq!(
@@ -314,7 +322,7 @@ async fn check_full_disk(
     assert_eq!(payloads(&read), acknowledged, "reads while the disk is full");
     assert_eq!(
         payloads(&consume(broker, other, 0, Offset::Beginning, other_values.len())),
-        other_values
+        *other_values
     );
     let (offset, metadata) = committed;
     assert_eq!(
@@ -336,18 +344,26 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_resumes_when_space_returns()
         ("log.segment.bytes", SEGMENT_BYTES),
     ];
     let mut broker = Broker::start_in(&log_dir, &settings);
-    let topic = unique_topic("full");
-    let other = unique_topic("other");
-    let group = unique_topic("group");
-    let other_values = values(0, 5);
+    let names = FullDisk {
+        topic: unique_topic("full"),
+        other: unique_topic("other"),
+        other_values: values(0, 5),
+        group: unique_topic("group"),
+    };
+    let FullDisk {
+        topic,
+        other,
+        other_values,
+        group,
+    } = &names;
     let large_metadata = "m".repeat(4000);
 
     let (mut acknowledged, mut committed) = bounded(4, async {
-        create_topic(&broker, &topic, 1, &[]).await;
-        create_topic(&broker, &other, 1, &[]).await;
+        create_topic(&broker, topic, 1, &[]).await;
+        create_topic(&broker, other, 1, &[]).await;
         let mut wire = Wire::connect(&broker);
-        assert_eq!(wire.produce(&other, &other_values), (NONE, 0));
-        assert_eq!(wire.commit(&group, &topic, 0, ""), NONE);
+        assert_eq!(wire.produce(other, other_values), (NONE, 0));
+        assert_eq!(wire.commit(group, topic, 0, ""), NONE);
 
         // Fill the disk, in smaller and smaller batches until not even one
         // record fits.
@@ -361,7 +377,7 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_resumes_when_space_returns()
                 TIMEOUT * 2
             );
             let batch = values(acknowledged.len(), batch_records);
-            match wire.produce(&topic, &batch) {
+            match wire.produce(topic, &batch) {
                 (NONE, base_offset) => {
                     assert_eq!(base_offset, acknowledged.len() as i64);
                     acknowledged.extend(batch);
@@ -379,7 +395,7 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_resumes_when_space_returns()
         // (4000 bytes of metadata cannot fit twice in the slack of the log's
         // last page), ...
         let commits: Vec<i16> = (0..2)
-            .map(|_| wire.commit(&group, &topic, full_at, &large_metadata))
+            .map(|_| wire.commit(group, topic, full_at, &large_metadata))
             .collect();
         assert!(
             commits.contains(&NOT_COORDINATOR) && commits.iter().all(|c| [NONE, NOT_COORDINATOR].contains(c)),
@@ -391,16 +407,7 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_resumes_when_space_returns()
         };
         // ... writes are refused and stay refused, the partitions stay
         // online, every acknowledged record reads back.
-        check_full_disk(
-            &broker,
-            &topic,
-            &acknowledged,
-            &other,
-            &other_values,
-            &group,
-            (committed.0, &committed.1),
-        )
-        .await;
+        check_full_disk(&broker, &names, &acknowledged, (committed.0, &committed.1)).await;
         (acknowledged, committed)
     })
     .await;
@@ -417,29 +424,20 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_resumes_when_space_returns()
     drop(broker);
     let broker = Broker::start_in(&log_dir, &settings);
     bounded(4, async {
-        check_full_disk(
-            &broker,
-            &topic,
-            &acknowledged,
-            &other,
-            &other_values,
-            &group,
-            (committed.0, &committed.1),
-        )
-        .await;
+        check_full_disk(&broker, &names, &acknowledged, (committed.0, &committed.1)).await;
 
         // Space returns: writes resume, without a restart.
         std::fs::remove_file(&filler).expect("delete the filler file");
         let mut wire = Wire::connect(&broker);
         for _ in 0..5 {
             let batch = values(acknowledged.len(), 8);
-            assert_eq!(wire.produce(&topic, &batch), (NONE, acknowledged.len() as i64));
+            assert_eq!(wire.produce(topic, &batch), (NONE, acknowledged.len() as i64));
             acknowledged.extend(batch);
         }
         let producer = broker.producer(&[("retries", "0"), ("message.timeout.ms", "10000")]);
         let delivered = producer
             .send(
-                FutureRecord::<(), str>::to(&topic).partition(0).payload("resumed"),
+                FutureRecord::<(), str>::to(topic).partition(0).payload("resumed"),
                 TIMEOUT,
             )
             .await
@@ -447,9 +445,9 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_resumes_when_space_returns()
         assert_eq!(delivered.offset, acknowledged.len() as i64);
         acknowledged.push("resumed".to_string());
         let after = acknowledged.len() as i64;
-        assert_eq!(wire.commit(&group, &topic, after, "after"), NONE);
+        assert_eq!(wire.commit(group, topic, after, "after"), NONE);
         committed = (after, "after".to_string());
-        assert_eq!(wire.committed(&group, &topic), (NONE, NONE, after, "after".to_string()));
+        assert_eq!(wire.committed(group, topic), (NONE, NONE, after, "after".to_string()));
     })
     .await;
 
@@ -461,20 +459,20 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_resumes_when_space_returns()
     let broker = Broker::start_in(&log_dir, &settings);
     bounded(2, async {
         let mut wire = Wire::connect(&broker);
-        assert_eq!(wire.latest_offset(&topic), (NONE, acknowledged.len() as i64));
-        let read = consume(&broker, &topic, 0, Offset::Beginning, acknowledged.len());
+        assert_eq!(wire.latest_offset(topic), (NONE, acknowledged.len() as i64));
+        let read = consume(&broker, topic, 0, Offset::Beginning, acknowledged.len());
         assert_eq!(
             payloads(&read),
             acknowledged,
             "after a restart: every acknowledged record once, in order"
         );
-        let consumer = broker.consumer(&[("group.id", &group)]);
+        let consumer = broker.consumer(&[("group.id", group)]);
         let mut partitions = TopicPartitionList::new();
-        partitions.add_partition(&topic, 0);
+        partitions.add_partition(topic, 0);
         let stored = consumer
             .committed_offsets(partitions, TIMEOUT)
             .expect("committed offsets");
-        let stored = stored.find_partition(&topic, 0).expect("committed partition").offset();
+        let stored = stored.find_partition(topic, 0).expect("committed partition").offset();
         assert_eq!(stored, Offset::Offset(committed.0));
     })
     .await;
