@@ -25,6 +25,9 @@ impl Log {
         if start_offset == log_end_offset || start_offset >= max_offset {
             return Ok(None);
         }
+        // Batches are in their segment before the log end offset passes
+        // them: a read must not return one its caller cannot see yet.
+        let max_offset = max_offset.min(log_end_offset);
         let segments = self.segments();
         let first = segments
             .partition_point(|s| s.base_offset <= start_offset)

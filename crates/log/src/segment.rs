@@ -166,10 +166,13 @@ impl Segment {
         Ok(())
     }
 
-    /// Makes batches up to `size` visible to readers.
+    /// Makes batches up to `size` visible to readers. The offset goes
+    /// first: a reader that loads the size and then the offset (`read`)
+    /// never pairs the new size with the old offset, which would let it
+    /// read the new batches as below an offset limit they pass.
     pub fn publish(&self, size: u64, next_offset: i64, max: TimestampOffset) {
-        self.size.store(size, Ordering::Release);
         self.next_offset.store(next_offset, Ordering::Release);
+        self.size.store(size, Ordering::Release);
         *self.max_timestamp.lock().unwrap_or_else(|e| e.into_inner()) = max;
     }
 
@@ -243,6 +246,7 @@ impl Segment {
         max_offset: i64,
         use_index: bool,
     ) -> io::Result<SegmentRead> {
+        // Loaded before `next_offset`, which `publish` stores first.
         let limit = self.size();
         let lookup = |offset: i64| {
             if use_index {
