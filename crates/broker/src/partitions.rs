@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
-use gregor_log::{AppendInfo, Log, LogError};
+use gregor_log::{AppendInfo, DiskStorage, Log, LogError, Storage};
 use gregor_metadata::{ConfigResource, MetadataError, MetadataImage, MetadataLog, MetadataRecord, TopicImage};
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -103,6 +103,9 @@ impl From<LogError> for TopicError {
 pub struct PartitionManager {
     pub broker: BrokerConfig,
     log_dir: PathBuf,
+    /// The file system under `log_dir`, where the fsyncs of different
+    /// partitions that overlap share one `syncfs`.
+    storage: Arc<dyn Storage>,
     /// The single writer of metadata; held across a whole topic operation.
     metadata: Mutex<MetadataLog>,
     /// Read-mostly view for request handlers; swapped whole after each change.
@@ -120,6 +123,10 @@ impl PartitionManager {
         let log_dir = broker.log_dir.clone();
         std::fs::create_dir_all(&log_dir).map_err(|e| TopicError::Storage(format!("{}: {e}", log_dir.display())))?;
         let metadata = MetadataLog::open(&log_dir.join("__cluster_metadata-0"))?;
+        let storage: Arc<dyn Storage> = Arc::new(
+            DiskStorage::sharing_syncs(&log_dir)
+                .map_err(|e| TopicError::Storage(format!("{}: {e}", log_dir.display())))?,
+        );
         let image = metadata.image();
         let mut topics = HashMap::new();
         for topic in image.topics() {
@@ -127,6 +134,7 @@ impl PartitionManager {
                 topic.name.clone(),
                 Arc::new(open_topic(
                     &log_dir,
+                    &storage,
                     &broker,
                     topic.clone(),
                     Vec::new(),
@@ -137,11 +145,14 @@ impl PartitionManager {
         // Every log's directory changes (its clean-shutdown marker removed)
         // durable at once, before anything is appended: one sync of the file
         // system rather than an fsync per partition directory.
-        sync_file_system(&log_dir).map_err(|e| TopicError::Storage(format!("{}: {e}", log_dir.display())))?;
+        std::fs::File::open(&log_dir)
+            .and_then(|handle| gregor_log::sync_file_system(&handle))
+            .map_err(|e| TopicError::Storage(format!("{}: {e}", log_dir.display())))?;
         remove_orphan_partition_dirs(&log_dir, &image);
         Ok(PartitionManager {
             broker,
             log_dir,
+            storage,
             metadata: Mutex::new(metadata),
             topics: RwLock::new(Arc::new(topics)),
             appended: watch::channel(0).0,
@@ -233,6 +244,7 @@ impl PartitionManager {
         let topic_image = image.topic(name).expect("just created").clone();
         let topic = Arc::new(open_topic(
             &self.log_dir,
+            &self.storage,
             &self.broker,
             topic_image,
             Vec::new(),
@@ -270,6 +282,7 @@ impl PartitionManager {
         let topic_image = image.topic(name).expect("topic exists").clone();
         let topic = open_topic(
             &self.log_dir,
+            &self.storage,
             &self.broker,
             topic_image,
             current.partitions.clone(),
@@ -495,6 +508,7 @@ enum Opening {
 
 fn open_topic(
     log_dir: &Path,
+    storage: &Arc<dyn Storage>,
     broker: &BrokerConfig,
     image: Arc<TopicImage>,
     mut open: Vec<Arc<Partition>>,
@@ -505,8 +519,8 @@ fn open_topic(
         .map(|index| log_dir.join(format!("{}-{}", image.name, index)))
         .collect();
     let opened = in_parallel(dirs.clone(), recovery_threads(broker), |dir| match opening {
-        Opening::AtStart => Log::open_leaving_directory_unsynced(&dir, config.clone()),
-        Opening::Created => Log::open(&dir, config.clone()),
+        Opening::AtStart => Log::open_leaving_directory_unsynced(&dir, config.clone(), storage.clone()),
+        Opening::Created => Log::open_with_storage(&dir, config.clone(), storage.clone()),
     });
     for ((dir, opened), index) in dirs.iter().zip(opened).zip(open.len() as i32..) {
         let log = match opened {
@@ -528,18 +542,6 @@ fn open_topic(
         image,
         partitions: open,
     })
-}
-
-/// `syncfs` of the file system holding `dir`: every write and directory
-/// change on it made durable.
-fn sync_file_system(dir: &Path) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let handle = std::fs::File::open(dir)?;
-    // SAFETY: the descriptor stays open for the call.
-    if unsafe { libc::syncfs(handle.as_raw_fd()) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// Kafka's `num.recovery.threads.per.data.dir`: how many logs open (and

@@ -5,6 +5,7 @@
 //! group commit's leader syncs, and the next leader picks them all up.
 
 use std::io;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::checkpoint::{self, CLEAN_SHUTDOWN_FILE, LEADER_EPOCH_FILE, RECOVERY_POINT_FILE};
@@ -16,15 +17,21 @@ impl Log {
         self.check_online()?;
         let target = offset.min(self.log_end_offset());
         self.group_commit
-            .sync_to(target, || self.sync_appended())
+            .sync_to(target, || self.sync_appended(target))
             .map_err(|e| self.fail(e))
     }
 
     /// The group commit leader's work: fsync everything appended so far and
-    /// return the offset below which it is durable.
-    fn sync_appended(&self) -> io::Result<i64> {
+    /// return the offset below which it is durable. A leader whose own
+    /// `target` a sync of the whole file system covered syncs nothing.
+    fn sync_appended(&self, target: i64) -> io::Result<i64> {
         if self.is_offline() {
             return Err(io::Error::other("the log is offline after a storage failure"));
+        }
+        let synced_by_file_system = self.synced_by_file_system.load(Ordering::Acquire);
+        if synced_by_file_system >= target {
+            self.checkpoint_rolled_segments_unless_out_of_space(synced_by_file_system)?;
+            return Ok(synced_by_file_system);
         }
         // Everything below this offset is written; whatever the flags below
         // say about it was set before it was published.
@@ -44,14 +51,21 @@ impl Log {
         {
             segment.log.sync()?;
         }
-        // The data is durable. The indexes and the recovery point only spare
-        // recovery a rescan: on a full disk they wait for a later sync, and
-        // the appends waiting on this one are answered.
-        match self.checkpoint_rolled_segments(upto) {
-            Err(error) if is_out_of_space(&error) => self.note_out_of_space(&error),
-            other => other?,
-        }
+        self.checkpoint_rolled_segments_unless_out_of_space(upto)?;
         Ok(upto)
+    }
+
+    /// The data below `durable_below` is durable. The indexes and the
+    /// recovery point only spare recovery a rescan: on a full disk they wait
+    /// for a later sync, and the appends waiting on this one are answered.
+    fn checkpoint_rolled_segments_unless_out_of_space(&self, durable_below: i64) -> io::Result<()> {
+        match self.checkpoint_rolled_segments(durable_below) {
+            Err(error) if is_out_of_space(&error) => {
+                self.note_out_of_space(&error);
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     /// Once the data of segments that have rolled is durable, writes their
@@ -180,4 +194,30 @@ impl Log {
         lock(&self.snapshots).insert(log_end_offset);
         self.prune_snapshots(log_end_offset)
     }
+}
+
+/// Makes every offset below each log's target durable, as `sync_to` of each
+/// would. When more than one of the logs has something to sync, one sync
+/// of the whole file system serves them all on a storage that shares syncs
+/// (`DiskStorage::sharing_syncs`), where a sync per log would flush the
+/// device once each. The logs are meant to share one storage; one on
+/// another storage syncs its own files.
+pub fn sync_logs(targets: &[(&Log, i64)]) -> Vec<Result<()>> {
+    let unsynced: Vec<&Log> = (targets.iter())
+        .filter(|(log, target)| log.durable_offset() < (*target).min(log.log_end_offset()))
+        .map(|(log, _)| *log)
+        .collect();
+    if let [first, _, ..] = unsynced[..] {
+        // Taken before the sync starts, so it covers every append below.
+        let ends: Vec<(&Log, i64)> = (unsynced.iter())
+            .filter(|log| Arc::ptr_eq(&log.storage, &first.storage))
+            .map(|log| (*log, log.log_end_offset()))
+            .collect();
+        if ends.len() > 1 && first.storage.sync_whole() {
+            for (log, end) in ends {
+                log.synced_by_file_system.fetch_max(end, Ordering::AcqRel);
+            }
+        }
+    }
+    targets.iter().map(|(log, target)| log.sync_to(*target)).collect()
 }

@@ -55,7 +55,7 @@ impl Log {
             snapshots: Default::default(),
             transactions: Transactions::none(),
         };
-        let log = Log::assemble(dir.into(), Arc::new(DiskStorage), config, parts);
+        let log = Log::assemble(dir.into(), Arc::new(DiskStorage::default()), config, parts);
         log.failed.store(true, Ordering::Release);
         tracing::error!(
             partition = %log.partition_name(),

@@ -47,6 +47,7 @@ mod recovery;
 mod retention;
 mod scan;
 mod segment;
+mod shared_sync;
 mod sim;
 mod storage;
 mod time_index;
@@ -60,10 +61,11 @@ mod validate;
 mod test_encoder;
 
 pub use cleaner::{CleanOptions, CleanOutcome, CleanStats, CleanableInfo, SwapStep, Throttler};
+pub use durability::sync_logs;
 pub use error::LogError;
 pub use producer_state::ProducerStateEntry;
 pub use sim::SimStorage;
-pub use storage::{DiskStorage, Storage, StorageFile};
+pub use storage::{DiskStorage, Storage, StorageFile, sync_file_system};
 pub use transactions::AbortedTransaction;
 
 use checkpoint::LeaderEpochCache;
@@ -222,6 +224,9 @@ pub struct Log {
     log_end_offset: AtomicI64,
     high_watermark: AtomicI64,
     group_commit: GroupCommit,
+    /// Every offset below this was made durable by a sync of the whole
+    /// file system (`sync_logs`): the group commit need not sync it again.
+    synced_by_file_system: AtomicI64,
     /// The recovery point, guarded with the index flushes that move it.
     flush_state: Mutex<i64>,
     /// The leader epoch checkpoint was replaced but not yet fsynced.
@@ -285,17 +290,21 @@ impl Log {
     /// holds, refuses appends that find no space, and takes them again once
     /// space returns (see `recovery`).
     pub fn open(dir: impl Into<PathBuf>, config: LogConfig) -> Result<Log> {
-        Log::open_with_storage(dir, config, Arc::new(DiskStorage))
+        Log::open_with_storage(dir, config, Arc::new(DiskStorage::default()))
     }
 
-    /// [`Log::open`] for a caller that opens many logs at once and makes
-    /// their directories durable itself, with one sync of the whole file
-    /// system, before it appends to any of them: the open leaves its
-    /// directory changes (the clean-shutdown marker's removal, recovery's
-    /// removals) unsynced, where [`Log::open`] fsyncs the directory, one
-    /// fsync per log.
-    pub fn open_leaving_directory_unsynced(dir: impl Into<PathBuf>, config: LogConfig) -> Result<Log> {
-        Log::open_in(dir.into(), config, Arc::new(DiskStorage), false)
+    /// [`Log::open_with_storage`] for a caller that opens many logs at once
+    /// and makes their directories durable itself, with one sync of the
+    /// whole file system, before it appends to any of them: the open leaves
+    /// its directory changes (the clean-shutdown marker's removal,
+    /// recovery's removals) unsynced, where [`Log::open`] fsyncs the
+    /// directory, one fsync per log.
+    pub fn open_leaving_directory_unsynced(
+        dir: impl Into<PathBuf>,
+        config: LogConfig,
+        storage: Arc<dyn Storage>,
+    ) -> Result<Log> {
+        Log::open_in(dir.into(), config, storage, false)
     }
 
     /// Opens the log on the given storage (e.g. [`SimStorage`] in tests).
@@ -361,6 +370,7 @@ impl Log {
             // set_high_watermark until the ISR catches up.
             high_watermark: AtomicI64::new(parts.log_end_offset),
             group_commit: GroupCommit::new(parts.log_end_offset),
+            synced_by_file_system: AtomicI64::new(parts.log_end_offset),
             flush_state: Mutex::new(parts.recovery_point),
             epochs_dirty: AtomicBool::new(false),
             snapshots: Mutex::new(parts.snapshots),

@@ -18,9 +18,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::shared_sync::SharedSync;
 use crate::storage::{Storage, StorageFile};
 
 #[derive(Default)]
@@ -164,11 +165,47 @@ impl Namespace {
 pub struct SimStorage {
     namespace: Mutex<Namespace>,
     faults: Arc<Faults>,
+    /// Set by [`SimStorage::sharing_syncs`].
+    shared_sync: Option<SharedSync>,
+    /// Whole-file-system syncs that `sync_whole` ran.
+    whole_syncs: AtomicU64,
 }
 
 impl SimStorage {
     pub fn new() -> Arc<SimStorage> {
         Arc::new(SimStorage::default())
+    }
+
+    /// Storage on which logs synced together (`sync_logs`) share one
+    /// `sync_all`, as on [`crate::DiskStorage::sharing_syncs`] one `syncfs`.
+    pub fn sharing_syncs() -> Arc<SimStorage> {
+        Arc::new(SimStorage {
+            shared_sync: Some(SharedSync::default()),
+            ..SimStorage::default()
+        })
+    }
+
+    fn new_file(&self, state: SimFileState) -> Arc<SimFile> {
+        Arc::new(SimFile {
+            state: Mutex::new(state),
+            faults: self.faults.clone(),
+        })
+    }
+
+    /// `sync_all` as `sync_whole` runs it: failing with the other syncs,
+    /// and counted.
+    fn sync_whole_counted(&self) -> io::Result<()> {
+        if self.faults.fail_syncs.load(Ordering::Relaxed) {
+            return Err(injected("syncfs"));
+        }
+        self.sync_all();
+        self.whole_syncs.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// How many times `sync_whole` synced the whole file system.
+    pub fn whole_syncs(&self) -> u64 {
+        self.whole_syncs.load(Ordering::Relaxed)
     }
 
     fn namespace(&self) -> MutexGuard<'_, Namespace> {
@@ -198,11 +235,7 @@ impl SimStorage {
                     durable,
                     bytes_read: 0,
                 };
-                let file = Arc::new(SimFile {
-                    state: Mutex::new(state),
-                    faults: self.faults.clone(),
-                });
-                (path.clone(), file)
+                (path.clone(), self.new_file(state))
             })
             .collect();
         namespace.durable_dirs = dirs.clone();
@@ -261,10 +294,7 @@ impl SimStorage {
             durable: contents,
             bytes_read: 0,
         };
-        let file = Arc::new(SimFile {
-            state: Mutex::new(state),
-            faults: self.faults.clone(),
-        });
+        let file = self.new_file(state);
         let mut namespace = self.namespace();
         namespace.files.insert(path.to_path_buf(), file.clone());
         namespace.durable_files.insert(path.to_path_buf(), file);
@@ -285,10 +315,7 @@ impl Storage for SimStorage {
         if !create || !namespace.dirs.contains(&parent) {
             return Err(not_found(path));
         }
-        let file = Arc::new(SimFile {
-            state: Mutex::default(),
-            faults: self.faults.clone(),
-        });
+        let file = self.new_file(SimFileState::default());
         namespace.files.insert(path.to_path_buf(), file.clone());
         Ok(file)
     }
@@ -351,6 +378,10 @@ impl Storage for SimStorage {
         }
         namespace.sync_entries(dir);
         Ok(())
+    }
+
+    fn sync_whole(&self) -> bool {
+        (self.shared_sync.as_ref()).is_some_and(|shared_sync| shared_sync.sync_whole(|| self.sync_whole_counted()))
     }
 }
 

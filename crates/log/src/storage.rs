@@ -8,9 +8,12 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+
+use crate::shared_sync::SharedSync;
 
 /// One open file. Thread-safe: positional reads may run concurrently with
 /// an append; appends are serialized by the caller (the log's append lock).
@@ -72,11 +75,75 @@ pub trait Storage: Send + Sync {
     /// Makes creations, renames and removals in `dir` durable. A failure is
     /// never of a full disk's kind (see `fsync_failed`).
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+
+    /// On a storage that shares syncs, syncs the whole file system and
+    /// returns true if that made everything written before the call
+    /// durable. Elsewhere (or when it failed) false: each file must sync
+    /// itself, and reports its own errors.
+    fn sync_whole(&self) -> bool {
+        false
+    }
 }
 
 /// The real file system.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct DiskStorage;
+#[derive(Default, Clone)]
+pub struct DiskStorage {
+    /// Set by [`DiskStorage::sharing_syncs`].
+    file_system: Option<Arc<FileSystem>>,
+}
+
+/// A file system on which logs synced together share one `syncfs`.
+struct FileSystem {
+    /// An open directory on it, for `syncfs`; opened once, so that a
+    /// write-back error anywhere on the file system since is reported to it.
+    handle: File,
+    shared: SharedSync,
+}
+
+impl FileSystem {
+    fn sync_whole(&self) -> io::Result<()> {
+        sync_file_system(&self.handle)
+    }
+}
+
+impl DiskStorage {
+    /// The real file system, on which logs under `dir` synced together
+    /// (`sync_logs`) share one `syncfs` (see `shared_sync`). Kernels before
+    /// Linux 5.8 do not report write-back errors to `syncfs`; there each
+    /// log syncs its own files.
+    pub fn sharing_syncs(dir: &Path) -> io::Result<DiskStorage> {
+        if !syncfs_reports_errors() {
+            tracing::info!("this kernel's syncfs does not report write-back errors: every log syncs its own files");
+            return Ok(DiskStorage::default());
+        }
+        Ok(DiskStorage {
+            file_system: Some(Arc::new(FileSystem {
+                handle: File::open(dir)?,
+                shared: SharedSync::default(),
+            })),
+        })
+    }
+}
+
+/// `syncfs` of the file system holding `handle`: every write and directory
+/// change on it made durable.
+pub fn sync_file_system(handle: &File) -> io::Result<()> {
+    // SAFETY: the descriptor stays open for the call.
+    if unsafe { libc::syncfs(handle.as_raw_fd()) } != 0 {
+        return Err(fsync_failed(io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Linux reports write-back errors to `syncfs` from 5.8 on.
+fn syncfs_reports_errors() -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut numbers = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    let version = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+    version >= (5, 8)
+}
 
 struct DiskFile {
     file: File,
@@ -193,6 +260,11 @@ impl Storage for DiskStorage {
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         File::open(dir)?.sync_all().map_err(fsync_failed)
     }
+
+    fn sync_whole(&self) -> bool {
+        (self.file_system.as_ref())
+            .is_some_and(|file_system| file_system.shared.sync_whole(|| file_system.sync_whole()))
+    }
 }
 
 /// A failed fsync passes for anything but a full disk, whatever its errno
@@ -250,7 +322,6 @@ pub(crate) fn replace_file(storage: &dyn Storage, path: &Path, contents: &[u8]) 
     storage.rename(&tmp, path)
 }
 
-/// Reads a whole (small) file.
 /// A segment's index file, which the log writes only when it flushes the
 /// index: it is opened for each write and read and closed again, so an
 /// index holds no file descriptor in between. Thousands of partitions would
@@ -298,10 +369,14 @@ impl IndexFile {
 impl IndexFile {
     /// An index file on the real file system, for unit tests.
     pub fn on_disk(path: &Path) -> IndexFile {
-        IndexFile::new(&(Arc::new(DiskStorage) as Arc<dyn Storage>), path.to_path_buf())
+        IndexFile::new(
+            &(Arc::new(DiskStorage::default()) as Arc<dyn Storage>),
+            path.to_path_buf(),
+        )
     }
 }
 
+/// Reads a whole (small) file.
 pub(crate) fn read_all(file: &dyn StorageFile) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; file.len() as usize];
     file.read_exact_at(&mut buf, 0)?;
@@ -315,7 +390,7 @@ mod tests {
     #[test]
     fn disk_file_appends_reads_and_truncates() {
         let dir = tempfile::tempdir().unwrap();
-        let storage = DiskStorage;
+        let storage = DiskStorage::default();
         let path = dir.path().join("f");
         let file = storage.open(&path, true).unwrap();
         assert_eq!(file.append(b"hello").unwrap(), 0);
@@ -337,9 +412,17 @@ mod tests {
     fn atomic_write_replaces_contents() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("checkpoint");
-        write_atomically(&DiskStorage, &path, b"one").unwrap();
-        write_atomically(&DiskStorage, &path, b"two!").unwrap();
+        write_atomically(&DiskStorage::default(), &path, b"one").unwrap();
+        write_atomically(&DiskStorage::default(), &path, b"two!").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"two!");
         assert!(!dir.path().join("checkpoint.tmp").exists());
+    }
+
+    #[test]
+    fn only_a_storage_sharing_syncs_syncs_the_whole_file_system() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!DiskStorage::default().sync_whole());
+        let sharing = DiskStorage::sharing_syncs(dir.path()).unwrap();
+        assert_eq!(sharing.sync_whole(), syncfs_reports_errors());
     }
 }

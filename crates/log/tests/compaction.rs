@@ -700,7 +700,12 @@ const STEPS: [SwapStep; 6] = [
 fn a_crash_at_any_step_of_a_swap_leaves_a_valid_log_on_disk() {
     for step in STEPS {
         let temp = tempfile::tempdir().unwrap();
-        crash_during_swap(Arc::new(gregor_log::DiskStorage), &temp.path().join("t-0"), step, None);
+        crash_during_swap(
+            Arc::new(gregor_log::DiskStorage::default()),
+            &temp.path().join("t-0"),
+            step,
+            None,
+        );
     }
 }
 

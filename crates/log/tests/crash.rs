@@ -373,3 +373,68 @@ fn recovery_after_a_crash_reads_only_the_active_segment() {
         "the active segment is scanned: {read_active} of {active_len} bytes"
     );
 }
+
+/// `sync_logs` makes several logs durable with one sync of the whole
+/// (simulated) file system, and what it acknowledged survives a power cut;
+/// an append made after it started is not vouched for.
+#[test]
+fn logs_synced_together_share_one_whole_sync_that_survives_a_power_cut() {
+    let storage = SimStorage::sharing_syncs();
+    let dirs: Vec<String> = (0..3).map(|i| format!("/together-{i}")).collect();
+    let logs: Vec<Log> = (dirs.iter())
+        .map(|dir| Log::open_with_storage(dir, config(), storage.clone()).unwrap())
+        .collect();
+    let targets: Vec<(&Log, i64)> = (logs.iter())
+        .map(|log| {
+            (
+                log,
+                log.append(&batch(2, 100, NOW), EPOCH, NOW).unwrap().last_offset + 1,
+            )
+        })
+        .collect();
+    for synced in gregor_log::sync_logs(&targets) {
+        synced.unwrap();
+    }
+    assert_eq!(
+        storage.whole_syncs(),
+        1,
+        "one sync of the file system for the three logs"
+    );
+    assert!(logs.iter().all(|log| log.durable_offset() == 2));
+    // Appended after the whole sync: only the log's own sync covers it.
+    logs[0].append(&batch(1, 100, NOW), EPOCH, NOW).unwrap();
+    logs[0].sync_to(3).unwrap();
+    assert_eq!(storage.whole_syncs(), 1, "a single log syncs its own files");
+    drop(logs);
+    storage.power_cut();
+    let ends: Vec<i64> = (dirs.iter())
+        .map(|dir| {
+            Log::open_with_storage(dir, config(), storage.clone())
+                .unwrap()
+                .log_end_offset()
+        })
+        .collect();
+    assert_eq!(ends, [3, 2, 2]);
+}
+
+/// A failed sync of the whole file system vouches for nothing: each log
+/// then syncs its own files, and reports their failure.
+#[test]
+fn logs_synced_together_report_a_failed_sync() {
+    let storage = SimStorage::sharing_syncs();
+    let logs: Vec<Log> = (0..2)
+        .map(|i| Log::open_with_storage(format!("/failing-{i}"), config(), storage.clone()).unwrap())
+        .collect();
+    let targets: Vec<(&Log, i64)> = (logs.iter())
+        .map(|log| {
+            (
+                log,
+                log.append(&batch(1, 100, NOW), EPOCH, NOW).unwrap().last_offset + 1,
+            )
+        })
+        .collect();
+    storage.set_fail_syncs(true);
+    let synced = gregor_log::sync_logs(&targets);
+    assert!(synced.iter().all(|result| result.is_err()), "{synced:?}");
+    assert!(logs.iter().all(|log| log.durable_offset() == 0));
+}

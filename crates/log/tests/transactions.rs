@@ -376,11 +376,11 @@ fn aborted_transactions_are_exactly_those_overlapping_a_range_across_segments() 
     workload.run(&log, 300);
     let (expected, _) = expected_at(&workload.txns, log.log_end_offset());
     assert!(expected.len() > 10, "{expected:?}");
-    let segments = names_ending(&gregor_log::DiskStorage, &path, ".log");
+    let segments = names_ending(&gregor_log::DiskStorage::default(), &path, ".log");
     assert!(segments.len() > 5, "{segments:?}");
     check_transactions(&log, &workload.txns);
     // The index files hold the same, each entry in its marker's segment.
-    let txn_indexes = names_ending(&gregor_log::DiskStorage, &path, ".txnindex");
+    let txn_indexes = names_ending(&gregor_log::DiskStorage::default(), &path, ".txnindex");
     assert!(txn_indexes.len() > 3, "{txn_indexes:?}");
     let read = |name: &str| std::fs::read(path.join(name)).unwrap();
     assert_eq!(index_entries(read, &txn_indexes), expected);
@@ -414,9 +414,9 @@ fn recovery_rebuilds_the_transaction_indexes_past_the_recovery_point() {
     // The group commit moves the recovery point past the rolled segments,
     // fsyncing their indexes; the segments after stay to be recovered.
     log.sync_to(log.log_end_offset()).unwrap();
-    let trusted = names_ending(&gregor_log::DiskStorage, &path, ".txnindex");
+    let trusted = names_ending(&gregor_log::DiskStorage::default(), &path, ".txnindex");
     workload.run(&log, 150);
-    let all = names_ending(&gregor_log::DiskStorage, &path, ".txnindex");
+    let all = names_ending(&gregor_log::DiskStorage::default(), &path, ".txnindex");
     assert!(all.len() > trusted.len(), "{all:?}");
     drop(log); // no close: the process died
     // Lose the newer segments' index files: recovery rebuilds them.
@@ -425,7 +425,7 @@ fn recovery_rebuilds_the_transaction_indexes_past_the_recovery_point() {
     }
     let log = Log::open(&path, small_segments()).unwrap();
     check_transactions(&log, &workload.txns);
-    let rebuilt = names_ending(&gregor_log::DiskStorage, &path, ".txnindex");
+    let rebuilt = names_ending(&gregor_log::DiskStorage::default(), &path, ".txnindex");
     let read = |name: &str| std::fs::read(path.join(name)).unwrap();
     let (expected, _) = expected_at(&workload.txns, log.log_end_offset());
     assert_eq!(index_entries(read, &rebuilt), expected);
@@ -479,14 +479,14 @@ fn deleting_records_deletes_the_transaction_indexes_with_their_segments() {
     let log = Log::open(&path, small_segments()).unwrap();
     let mut workload = Workload::new();
     workload.run(&log, 300);
-    let before = names_ending(&gregor_log::DiskStorage, &path, ".txnindex");
+    let before = names_ending(&gregor_log::DiskStorage::default(), &path, ".txnindex");
     let middle = log.last_stable_offset() / 2;
     let log_start_offset = log.delete_records_before(middle).unwrap();
-    let first_segment: i64 = names_ending(&gregor_log::DiskStorage, &path, ".log")[0][..20]
+    let first_segment: i64 = names_ending(&gregor_log::DiskStorage::default(), &path, ".log")[0][..20]
         .parse()
         .unwrap();
     assert!(first_segment > 0 && first_segment <= log_start_offset);
-    let after = names_ending(&gregor_log::DiskStorage, &path, ".txnindex");
+    let after = names_ending(&gregor_log::DiskStorage::default(), &path, ".txnindex");
     assert!(after.len() < before.len(), "{before:?} then {after:?}");
     for name in &before {
         let base: i64 = name[..20].parse().unwrap();
@@ -528,7 +528,7 @@ fn compaction_keeps_the_index_in_step_with_the_markers_it_keeps() {
     }
     let end = log.log_end_offset();
     assert_eq!(log.aborted_transactions(0, end).unwrap(), [entry]);
-    let indexes = || names_ending(&gregor_log::DiskStorage, &path, ".txnindex");
+    let indexes = || names_ending(&gregor_log::DiskStorage::default(), &path, ".txnindex");
     let read = |name: &str| std::fs::read(path.join(name)).unwrap();
     assert_eq!(index_entries(read, &indexes()), [entry]);
 

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use gregor_log::Log;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
@@ -129,14 +130,22 @@ pub async fn handle(
             let _ = release.send(());
         }
         if acks == -1 {
-            // Group commit: concurrent requests share the fsync of each log.
-            for write in writes.iter_mut() {
-                let Some(partition) = &write.partition else { continue };
-                if let Err(error) = partition.log.sync_to(write.end_offset) {
-                    tracing::error!(topic = %partition.topic, partition = partition.index, %error, "fsync failed");
-                    write.response.error_code = error.code();
-                    write.response.error_message = Some(StrBytes::from_string(error.to_string()));
-                }
+            // Group commit: concurrent requests share the fsync of each log,
+            // and the request's partitions one sync of the file system.
+            let synced = {
+                let targets: Vec<(&Log, i64)> = (writes.iter())
+                    .filter_map(|w| Some((&w.partition.as_ref()?.log, w.end_offset)))
+                    .collect();
+                gregor_log::sync_logs(&targets)
+            };
+            let written = writes.iter_mut().filter(|w| w.partition.is_some());
+            for (write, result) in written.zip(synced) {
+                let (Err(error), Some(partition)) = (result, &write.partition) else {
+                    continue;
+                };
+                tracing::error!(topic = %partition.topic, partition = partition.index, %error, "fsync failed");
+                write.response.error_code = error.code();
+                write.response.error_message = Some(StrBytes::from_string(error.to_string()));
             }
         }
         writes

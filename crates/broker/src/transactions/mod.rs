@@ -23,6 +23,8 @@ use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use gregor_log::Log;
+
 use crate::api::now_ms;
 use crate::config::{BrokerConfig, ConfigError};
 use crate::errors::*;
@@ -341,8 +343,11 @@ impl TransactionCoordinator {
                 .map_err(|e| e.code())?;
             written.push((partition, info.last_offset + 1));
         }
-        for (partition, end_offset) in written {
-            partition.log.sync_to(end_offset).map_err(|e| e.code())?;
+        let targets: Vec<(&Log, i64)> = (written.iter())
+            .map(|(partition, end_offset)| (&partition.log, *end_offset))
+            .collect();
+        for synced in gregor_log::sync_logs(&targets) {
+            synced.map_err(|e| e.code())?;
         }
         record.state = outcome.completed();
         record.partitions.clear();
