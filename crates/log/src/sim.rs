@@ -34,6 +34,8 @@ struct SimFileState {
     dirty_from: usize,
     /// Bytes read from this file since it was created (or the power came back).
     bytes_read: u64,
+    /// The end of the last range whose write-back was started.
+    written_back_to: u64,
 }
 
 struct SimFile {
@@ -130,6 +132,10 @@ impl StorageFile for SimFile {
 
     fn len(&self) -> u64 {
         self.state().data.len() as u64
+    }
+
+    fn start_write_back(&self, _from: u64, to: u64) {
+        self.state().written_back_to = to;
     }
 }
 
@@ -234,6 +240,7 @@ impl SimStorage {
                     data: durable.clone(),
                     durable,
                     bytes_read: 0,
+                    written_back_to: 0,
                 };
                 (path.clone(), self.new_file(state))
             })
@@ -281,6 +288,14 @@ impl SimStorage {
         self.namespace().files.get(path).map_or(0, |f| f.state().bytes_read)
     }
 
+    /// Where the last write-back started on a file ends (for tests).
+    pub fn written_back_to(&self, path: &Path) -> u64 {
+        self.namespace()
+            .files
+            .get(path)
+            .map_or(0, |f| f.state().written_back_to)
+    }
+
     /// A copy of a file's current contents (for tests).
     pub fn file_contents(&self, path: &Path) -> Option<Vec<u8>> {
         self.namespace().files.get(path).map(|f| f.state().data.clone())
@@ -293,6 +308,7 @@ impl SimStorage {
             data: contents.clone(),
             durable: contents,
             bytes_read: 0,
+            written_back_to: 0,
         };
         let file = self.new_file(state);
         let mut namespace = self.namespace();

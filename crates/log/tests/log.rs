@@ -464,3 +464,26 @@ fn failed_fsync_takes_the_log_offline() {
     assert!(log.is_offline());
     assert_eq!(log.read(0, 100, i64::MAX).unwrap_err().code(), 56);
 }
+
+/// Appends start the write-back of what they wrote every mebibyte, so that
+/// unsynced data never piles up for the kernel to send at once.
+#[test]
+fn appends_start_write_back_every_mebibyte() {
+    let storage = SimStorage::new();
+    let log = Log::open_with_storage("/w-0", LogConfig::default(), storage.clone()).unwrap();
+    let segment = std::path::Path::new("/w-0/00000000000000000000.log");
+    let mut written_back = Vec::new();
+    for i in 0..25 {
+        log.append(&batch(1, 100_000, NOW + i), 0, NOW).unwrap();
+        written_back.push(storage.written_back_to(segment));
+    }
+    let len = storage.file_contents(segment).unwrap().len() as u64;
+    let started: Vec<u64> = written_back.windows(2).filter(|w| w[0] != w[1]).map(|w| w[1]).collect();
+    assert_eq!(
+        started.len(),
+        2,
+        "started at the first and second mebibyte: {written_back:?}"
+    );
+    assert!(started[0] >= 1 << 20 && started[1] >= 2 << 20 && started[1] <= len);
+    assert_eq!(written_back[0], 0, "nothing before the first mebibyte");
+}
