@@ -90,15 +90,18 @@ impl Broker {
                 .min(SEMAPHORE_MAX),
         };
         let cluster_id = load_cluster_id(&config.log_dir, node_id)?;
-        let groups = GroupCoordinator::new(&config)?;
-        let transactions = TransactionCoordinator::new(&config)?;
+        let groups = Arc::new(GroupCoordinator::new(&config)?);
+        // An ended transaction's markers decide its offset commits.
+        let settled_groups = Arc::clone(&groups);
+        let transactions = TransactionCoordinator::new(
+            &config,
+            Box::new(move |producer_id, committed| settled_groups.complete_transaction(producer_id, committed)),
+        )?;
         let (partitions, groups, transactions) = tokio::task::spawn_blocking(move || {
             let partitions = PartitionManager::open(config)?;
             groups.load(&partitions)?;
             // After the groups: completing a prepared transaction decides the offsets it committed.
-            for (producer_id, committed) in transactions.load(&partitions)? {
-                groups.complete_transaction(producer_id, committed);
-            }
+            transactions.load(&partitions)?;
             Ok::<_, partitions::TopicError>((partitions, groups, transactions))
         })
         .await

@@ -1,6 +1,6 @@
 //! What every connection shares: the partition manager and the broker's identity.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::config::BrokerConfig;
 use crate::fetch_session::FetchSessionCache;
@@ -19,7 +19,7 @@ pub struct BrokerState {
     pub socket_request_max_bytes: usize,
     pub connection_limits: ConnectionLimits,
     pub partitions: PartitionManager,
-    pub groups: GroupCoordinator,
+    pub groups: Arc<GroupCoordinator>,
     pub producer_ids: ProducerIdManager,
     pub transactions: TransactionCoordinator,
     pub fetch_sessions: Mutex<FetchSessionCache>,

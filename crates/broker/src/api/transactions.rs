@@ -45,15 +45,9 @@ pub async fn init_producer_id(state: &Arc<BrokerState>, request: InitProducerIdR
         })
         .await;
         return match result {
-            Ok(((producer_id, epoch), aborted)) => {
-                // The fenced producer's transactional offset commits are dropped with it.
-                if let Some(aborted) = aborted {
-                    state.groups.complete_transaction(aborted, false);
-                }
-                InitProducerIdResponse::default()
-                    .with_producer_id(ProducerId(producer_id))
-                    .with_producer_epoch(epoch)
-            }
+            Ok((producer_id, epoch)) => InitProducerIdResponse::default()
+                .with_producer_id(ProducerId(producer_id))
+                .with_producer_epoch(epoch),
             Err(code) => failed(code),
         };
     }
@@ -390,17 +384,11 @@ pub async fn end_txn(state: &Arc<BrokerState>, request: EndTxnRequest) -> EndTxn
     let (decided, answer) = oneshot::channel();
     let worker = state.clone();
     tokio::task::spawn_blocking(move || {
-        let completed =
-            worker
-                .transactions
-                .end_transaction(&worker.partitions, &id, producer_id, epoch, outcome, |result| {
-                    let _ = decided.send(result);
-                });
-        if completed {
-            worker
-                .groups
-                .complete_transaction(producer_id, outcome == Outcome::Commit);
-        }
+        worker
+            .transactions
+            .end_transaction(&worker.partitions, &id, producer_id, epoch, outcome, |result| {
+                let _ = decided.send(result);
+            });
     });
     let result = answer.await.unwrap_or(Err(COORDINATOR_NOT_AVAILABLE));
     EndTxnResponse::default()
@@ -415,10 +403,7 @@ pub async fn end_txn(state: &Arc<BrokerState>, request: EndTxnRequest) -> EndTxn
 /// also removes transactional ids past `transactional.id.expiration.ms`.
 pub async fn check_transactions(state: &Arc<BrokerState>) {
     let worker = state.clone();
-    let ended = blocking(move || worker.transactions.check_transactions(&worker.partitions)).await;
-    for (producer_id, committed) in ended {
-        state.groups.complete_transaction(producer_id, committed);
-    }
+    blocking(move || worker.transactions.check_transactions(&worker.partitions)).await;
 }
 
 pub fn describe_transactions(

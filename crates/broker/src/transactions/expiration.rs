@@ -110,7 +110,7 @@ impl TransactionCoordinator {
 #[cfg(test)]
 mod tests {
     use super::super::Outcome;
-    use super::super::tests::{partitions, write_transactional};
+    use super::super::tests::{partitions, unheard, write_transactional};
     use super::*;
     use crate::api::now_ms;
     use crate::config::BrokerConfig;
@@ -121,7 +121,7 @@ mod tests {
 
     /// The ids a coordinator that replayed the log knows.
     fn reloaded_ids(config: &BrokerConfig, partitions: &PartitionManager) -> Vec<String> {
-        let coordinator = TransactionCoordinator::new(config).unwrap();
+        let coordinator = unheard(config);
         coordinator.load(partitions).unwrap();
         coordinator.snapshot().into_iter().map(|(id, _)| id).collect()
     }
@@ -132,7 +132,7 @@ mod tests {
 
     #[test]
     fn kafkas_defaults_and_invalid_values_stop_the_broker() {
-        let coordinator = TransactionCoordinator::new(&BrokerConfig::load(None, &[]).unwrap()).unwrap();
+        let coordinator = unheard(&BrokerConfig::load(None, &[]).unwrap());
         assert_eq!(coordinator.transactional_id_expiration_ms, EXPIRATION_MS);
         assert_eq!(coordinator.remove_expired_interval_ms, 3_600_000);
         assert_eq!(
@@ -147,7 +147,9 @@ mod tests {
             for value in ["0", "2147483648", "soon"] {
                 let settings = [(key.to_string(), value.to_string())];
                 let config = BrokerConfig::load(None, &settings).unwrap();
-                let error = TransactionCoordinator::new(&config).err().expect("rejected");
+                let error = TransactionCoordinator::new(&config, Box::new(|_, _| {}))
+                    .err()
+                    .expect("rejected");
                 assert!(error.to_string().contains(key), "{error}");
             }
         }
@@ -155,7 +157,7 @@ mod tests {
             "transaction.remove.expired.transaction.cleanup.interval.ms".to_string(),
             "50".to_string(),
         )];
-        let coordinator = TransactionCoordinator::new(&BrokerConfig::load(None, &settings).unwrap()).unwrap();
+        let coordinator = unheard(&BrokerConfig::load(None, &settings).unwrap());
         assert_eq!(
             coordinator.cleanup_interval.as_millis(),
             50,
@@ -167,12 +169,12 @@ mod tests {
     fn an_idle_id_is_removed_durably_and_starts_afresh() {
         let dir = tempfile::tempdir().unwrap();
         let (config, partitions) = partitions(dir.path());
-        let coordinator = TransactionCoordinator::new(&config).unwrap();
+        let coordinator = unheard(&config);
         let producer_ids = ProducerIdManager::default();
-        let ((first_producer, _), _) = coordinator
+        let (first_producer, _) = coordinator
             .init_producer_id(&partitions, &producer_ids, "idle", 60_000)
             .unwrap();
-        let ((producer_id, epoch), _) = coordinator
+        let (producer_id, epoch) = coordinator
             .init_producer_id(&partitions, &producer_ids, "committed", 60_000)
             .unwrap();
         coordinator
@@ -199,7 +201,7 @@ mod tests {
         );
 
         // The next InitProducerId knows nothing of the old producer.
-        let ((producer_id, epoch), _) = coordinator
+        let (producer_id, epoch) = coordinator
             .init_producer_id(&partitions, &producer_ids, "idle", 60_000)
             .unwrap();
         assert_ne!(producer_id, first_producer, "a new producer id");
@@ -215,9 +217,9 @@ mod tests {
     fn ongoing_transactions_and_recently_used_ids_are_kept() {
         let dir = tempfile::tempdir().unwrap();
         let (config, partitions) = partitions(dir.path());
-        let coordinator = TransactionCoordinator::new(&config).unwrap();
+        let coordinator = unheard(&config);
         let producer_ids = ProducerIdManager::default();
-        let ((producer_id, epoch), _) = coordinator
+        let (producer_id, epoch) = coordinator
             .init_producer_id(&partitions, &producer_ids, "ongoing", 60_000)
             .unwrap();
         coordinator
@@ -247,7 +249,7 @@ mod tests {
             ["recent"]
         );
         assert_eq!(ids(&coordinator), ["ongoing"]);
-        let coordinator = TransactionCoordinator::new(&config).unwrap();
+        let coordinator = unheard(&config);
         coordinator.load(&partitions).unwrap();
         let (id, record) = &coordinator.snapshot()[0];
         assert_eq!((id.as_str(), record.state), ("ongoing", TxnState::Ongoing));
@@ -261,9 +263,9 @@ mod tests {
     fn an_init_producer_id_waiting_on_an_expiring_id_finds_it_afresh() {
         let dir = tempfile::tempdir().unwrap();
         let (config, partitions) = partitions(dir.path());
-        let coordinator = TransactionCoordinator::new(&config).unwrap();
+        let coordinator = unheard(&config);
         let producer_ids = ProducerIdManager::default();
-        let ((old_producer, _), _) = coordinator
+        let (old_producer, _) = coordinator
             .init_producer_id(&partitions, &producer_ids, "race", 60_000)
             .unwrap();
         let entry = coordinator.entry("race");
@@ -281,11 +283,11 @@ mod tests {
             drop(current);
             init.join().unwrap().unwrap()
         });
-        assert_ne!(answer.0.0, old_producer, "the id started afresh");
+        assert_ne!(answer.0, old_producer, "the id started afresh");
         let in_memory = coordinator.snapshot();
         assert_eq!(in_memory.len(), 1);
-        assert_eq!((in_memory[0].1.producer_id, in_memory[0].1.producer_epoch), answer.0);
-        let replayed = TransactionCoordinator::new(&config).unwrap();
+        assert_eq!((in_memory[0].1.producer_id, in_memory[0].1.producer_epoch), answer);
+        let replayed = unheard(&config);
         replayed.load(&partitions).unwrap();
         assert_eq!(replayed.snapshot(), in_memory, "memory and the log agree");
     }

@@ -10,6 +10,7 @@
 //! Thread safety: called from blocking threads only. Each transactional id
 //! has its own lock, held across that id's log writes so its log and memory
 //! agree; different ids proceed in parallel and share fsyncs (group commit).
+//! The listener told of each ended transaction runs under that lock too.
 //! The map of ids is locked only to find an entry (and, by the expiration,
 //! to drop one while holding that id's lock). A separate lock keeps
 //! what the produce path checks (KIP-890): which partitions each producer's
@@ -43,6 +44,14 @@ const COORDINATOR_EPOCH: i32 = 0;
 /// once the expiration has removed it from the map).
 type Entry = Arc<Mutex<Option<TxnRecord>>>;
 
+/// Told of each transaction once its markers are durable: its producer id
+/// and whether it committed. The broker settles the transaction's offset
+/// commits here. It runs before the id's lock is released, so the offsets
+/// are settled before the producer's next transaction can commit any (a
+/// late settlement of an abort would drop those too: both are keyed by
+/// the producer id).
+pub type EndedListener = Box<dyn Fn(i64, bool) + Send + Sync>;
+
 pub struct TransactionCoordinator {
     transactions: Mutex<HashMap<String, Entry>>,
     /// producer id -> (epoch, partitions added to its ongoing transaction).
@@ -61,6 +70,7 @@ pub struct TransactionCoordinator {
     pub remove_expired_interval_ms: i64,
     /// When `check_transactions` next runs the expiration (epoch ms).
     next_expiration_ms: AtomicI64,
+    on_ended: EndedListener,
 }
 
 /// What EndTxn and the timeout both do: finish a transaction one way.
@@ -89,7 +99,7 @@ impl Outcome {
 }
 
 impl TransactionCoordinator {
-    pub fn new(config: &BrokerConfig) -> Result<TransactionCoordinator, ConfigError> {
+    pub fn new(config: &BrokerConfig, on_ended: EndedListener) -> Result<TransactionCoordinator, ConfigError> {
         // Kafka's INT settings with atLeast(1): anything else stops the broker.
         let positive = |key: &str| config.parse_at_least::<i32>(key, 1).map(i64::from);
         let abort_interval_ms = positive("transaction.abort.timed.out.transaction.cleanup.interval.ms")?;
@@ -106,6 +116,7 @@ impl TransactionCoordinator {
             remove_expired_interval_ms,
             // As Kafka schedules it: the first run one interval after start.
             next_expiration_ms: AtomicI64::new(now_ms() + remove_expired_interval_ms),
+            on_ended,
         })
     }
 
@@ -155,11 +166,10 @@ impl TransactionCoordinator {
     }
 
     /// Replays `__transaction_state` (the last record of each id wins) and
-    /// completes the transactions that were prepared before a crash; returns
-    /// their producer ids and whether each committed.
-    pub fn load(&self, partitions: &PartitionManager) -> Result<Vec<(i64, bool)>, TopicError> {
+    /// completes the transactions that were prepared before a crash.
+    pub fn load(&self, partitions: &PartitionManager) -> Result<(), TopicError> {
         let Some(topic) = partitions.topic(TRANSACTION_TOPIC) else {
-            return Ok(Vec::new());
+            return Ok(());
         };
         let mut loaded = HashMap::new();
         for partition in &topic.partitions {
@@ -180,9 +190,9 @@ impl TransactionCoordinator {
             self.track(&record);
             *lock(&self.entry(&id)) = Some(record);
         }
-        let mut ended = self.end_unknown_transactions(partitions);
-        ended.extend(self.complete_prepared(partitions));
-        Ok(ended)
+        self.end_unknown_transactions(partitions);
+        self.complete_prepared(partitions);
+        Ok(())
     }
 
     /// Settles the transactions the partitions hold open but this
@@ -193,15 +203,14 @@ impl TransactionCoordinator {
     /// since a decision syncs the log after it: if its producer's
     /// transaction is still ongoing at the same epoch, the partition joins
     /// it; otherwise the partition's part is aborted, which the producer
-    /// learns from its next request. Returns the producer ids aborted here.
-    fn end_unknown_transactions(&self, partitions: &PartitionManager) -> Vec<(i64, bool)> {
+    /// learns from its next request.
+    fn end_unknown_transactions(&self, partitions: &PartitionManager) {
         let mut by_producer = HashMap::new();
         for (id, entry) in self.entries() {
             if let Some(record) = lock(&entry).as_ref() {
                 by_producer.insert(record.producer_id, (id.clone(), Arc::clone(&entry)));
             }
         }
-        let mut aborted = Vec::new();
         for topic in partitions.topics().values() {
             for partition in &topic.partitions {
                 let key = (partition.topic.clone(), partition.index);
@@ -230,7 +239,7 @@ impl TransactionCoordinator {
                         )
                         .and_then(|info| partition.log.sync_to(info.last_offset + 1));
                     match marker {
-                        Ok(_) => aborted.push((producer.producer_id, false)),
+                        Ok(_) => (self.on_ended)(producer.producer_id, false),
                         Err(error) => {
                             tracing::error!(topic = %key.0, partition = key.1, %error, "cannot abort a lost transaction")
                         }
@@ -238,7 +247,6 @@ impl TransactionCoordinator {
                 }
             }
         }
-        aborted
     }
 
     /// Whether `id`'s transaction covers the open transaction its producer
@@ -276,9 +284,8 @@ impl TransactionCoordinator {
 
     /// Completes every prepared transaction: those prepared before a
     /// restart, and those whose markers could not be written when they
-    /// were decided. Returns their producer ids and whether each committed.
-    fn complete_prepared(&self, partitions: &PartitionManager) -> Vec<(i64, bool)> {
-        let mut completed = Vec::new();
+    /// were decided.
+    fn complete_prepared(&self, partitions: &PartitionManager) {
         for (id, entry) in self.entries() {
             let mut guard = lock(&entry);
             let Some(record) = guard.as_mut() else { continue };
@@ -288,12 +295,10 @@ impl TransactionCoordinator {
                 _ => continue,
             };
             tracing::info!(transactional_id = %id, "completing a prepared transaction");
-            match self.complete(partitions, &id, record, outcome) {
-                Ok(()) => completed.push((record.producer_id, outcome == Outcome::Commit)),
-                Err(code) => tracing::error!(transactional_id = %id, code, "cannot complete a prepared transaction"),
+            if let Err(code) = self.complete(partitions, &id, record, outcome) {
+                tracing::error!(transactional_id = %id, code, "cannot complete a prepared transaction");
             }
         }
-        completed
     }
 
     /// Appends `record` to `__transaction_state`; with `durable`, waits until it is synced.
@@ -310,7 +315,8 @@ impl TransactionCoordinator {
         Ok(())
     }
 
-    /// Writes the prepared decision's markers and then the completed state.
+    /// Writes the prepared decision's markers, tells the listener, and then
+    /// writes the completed state.
     ///
     /// The markers are synced before the completed state is appended, so a
     /// durable CompleteCommit/CompleteAbort always follows durable markers.
@@ -349,6 +355,7 @@ impl TransactionCoordinator {
         for synced in gregor_log::sync_logs(&targets) {
             synced.map_err(|e| e.code())?;
         }
+        (self.on_ended)(record.producer_id, outcome == Outcome::Commit);
         record.state = outcome.completed();
         record.partitions.clear();
         record.last_update_ms = now_ms();
@@ -384,14 +391,14 @@ impl TransactionCoordinator {
     /// InitProducerId with a transactional id: a new producer id at epoch 0,
     /// or the same id at the next epoch, which fences the previous producer
     /// (its ongoing transaction is aborted first). Returns the producer id
-    /// and epoch, and the producer id whose transaction was aborted, if any.
+    /// and epoch.
     pub fn init_producer_id(
         &self,
         partitions: &PartitionManager,
         producer_ids: &ProducerIdManager,
         id: &str,
         timeout_ms: i32,
-    ) -> Result<((i64, i16), Option<i64>), i16> {
+    ) -> Result<(i64, i16), i16> {
         if timeout_ms <= 0 || timeout_ms > self.max_timeout_ms {
             return Err(INVALID_TRANSACTION_TIMEOUT);
         }
@@ -421,14 +428,12 @@ impl TransactionCoordinator {
             // with the old producer id) fence the old producer's writes.
             let exhausted = record.producer_epoch >= i16::MAX - 1;
             record.producer_epoch = record.producer_epoch.saturating_add(1);
-            let mut aborted = None;
             if record.state == TxnState::Ongoing {
                 tracing::info!(
                     transactional_id = id,
                     "aborting the ongoing transaction of a fenced producer"
                 );
                 self.end(partitions, id, &mut record, Outcome::Abort)?;
-                aborted = Some(record.producer_id);
             }
             // Past the last epoch, the transactional id moves to a new producer id.
             if exhausted {
@@ -442,7 +447,7 @@ impl TransactionCoordinator {
             self.persist(partitions, id, &record, true)?;
             let answer = (record.producer_id, record.producer_epoch);
             *current = Some(record);
-            Ok((answer, aborted))
+            Ok(answer)
         })
     }
 
@@ -505,8 +510,7 @@ impl TransactionCoordinator {
     /// answer is given (through `decided`) once the decision is durable,
     /// before the markers are written; this id's lock is held until they
     /// are, so its next request waits for the transaction to complete.
-    /// Returns whether this call completed a transaction. A retry of a
-    /// completed end answers as the first did.
+    /// A retry of a completed end answers as the first did.
     pub fn end_transaction(
         &self,
         partitions: &PartitionManager,
@@ -515,46 +519,42 @@ impl TransactionCoordinator {
         epoch: i16,
         outcome: Outcome,
         decided: impl FnOnce(Result<(), i16>),
-    ) -> bool {
+    ) {
         self.with_id(id, |current| {
             let record = match Self::check_producer(current.as_mut(), producer_id, epoch) {
                 Ok(record) => record,
                 Err(code) => {
                     decided(Err(code));
-                    return false;
+                    return;
                 }
             };
             match (record.state, outcome) {
                 (TxnState::Ongoing, _) => {}
                 (TxnState::CompleteCommit, Outcome::Commit) | (TxnState::CompleteAbort, Outcome::Abort) => {
                     decided(Ok(()));
-                    return false;
+                    return;
                 }
                 (TxnState::PrepareCommit | TxnState::PrepareAbort, _) => {
                     decided(Err(CONCURRENT_TRANSACTIONS));
-                    return false;
+                    return;
                 }
                 _ => {
                     decided(Err(INVALID_TXN_STATE));
-                    return false;
+                    return;
                 }
             }
             if let Err(code) = self.prepare(partitions, id, record, outcome) {
                 decided(Err(code));
-                return false;
+                return;
             }
             decided(Ok(()));
-            match self.complete(partitions, id, record, outcome) {
-                Ok(()) => true,
-                Err(code) => {
-                    // Still prepared: the periodic check writes the markers again.
-                    tracing::error!(
-                        transactional_id = id,
-                        code,
-                        "cannot write the markers of a decided transaction"
-                    );
-                    false
-                }
+            if let Err(code) = self.complete(partitions, id, record, outcome) {
+                // Still prepared: the periodic check writes the markers again.
+                tracing::error!(
+                    transactional_id = id,
+                    code,
+                    "cannot write the markers of a decided transaction"
+                );
             }
         })
     }
@@ -563,10 +563,9 @@ impl TransactionCoordinator {
     /// failed, and aborts ongoing transactions older than their timeout,
     /// bumping the epoch so the timed-out producer is fenced (as Kafka
     /// does); once every `transaction.remove.expired.transaction.cleanup.interval.ms`
-    /// it also removes expired transactional ids. Returns the producer ids
-    /// of the transactions it ended and whether each committed.
-    pub fn check_transactions(&self, partitions: &PartitionManager) -> Vec<(i64, bool)> {
-        let mut ended = self.complete_prepared(partitions);
+    /// it also removes expired transactional ids.
+    pub fn check_transactions(&self, partitions: &PartitionManager) {
+        self.complete_prepared(partitions);
         let now = now_ms();
         for (id, entry) in self.entries() {
             let mut current = lock(&entry);
@@ -578,15 +577,11 @@ impl TransactionCoordinator {
             let mut updated = record.clone();
             updated.producer_epoch += 1;
             match self.end(partitions, &id, &mut updated, Outcome::Abort) {
-                Ok(()) => {
-                    ended.push((record.producer_id, false));
-                    *record = updated;
-                }
+                Ok(()) => *record = updated,
                 Err(code) => tracing::error!(transactional_id = %id, code, "cannot abort a timed-out transaction"),
             }
         }
         self.expire_if_due(partitions, now);
-        ended
     }
 
     /// The transactional ids and their state, for DescribeTransactions and ListTransactions.
@@ -621,6 +616,11 @@ mod tests {
         (config, partitions)
     }
 
+    /// A coordinator that tells no one of ended transactions.
+    pub(super) fn unheard(config: &BrokerConfig) -> TransactionCoordinator {
+        TransactionCoordinator::new(config, Box::new(|_, _| {})).unwrap()
+    }
+
     /// Writes one transactional record of `producer` to `t`-`index`, as a
     /// produce the coordinator let in would.
     pub(super) fn write_transactional(partitions: &PartitionManager, index: i32, producer: (i64, i16)) {
@@ -639,19 +639,31 @@ mod tests {
         dir: &std::path::Path,
     ) -> (BrokerConfig, PartitionManager, TransactionCoordinator, (i64, i16)) {
         let (config, partitions) = partitions(dir);
-        let coordinator = TransactionCoordinator::new(&config).unwrap();
-        let (producer, _) = coordinator
+        let coordinator = unheard(&config);
+        let producer = coordinator
             .init_producer_id(&partitions, &ProducerIdManager::default(), "tx", 60_000)
             .unwrap();
         (config, partitions, coordinator, producer)
     }
 
-    /// The state of `id` as a coordinator that replayed the log sees it.
+    /// The state of `id` as a coordinator that replayed the log sees it,
+    /// and the transactions that coordinator ended on loading.
     fn reloaded(config: &BrokerConfig, partitions: &PartitionManager, id: &str) -> (Vec<(i64, bool)>, TxnRecord) {
-        let coordinator = TransactionCoordinator::new(config).unwrap();
-        let ended = coordinator.load(partitions).unwrap();
+        let ended = Arc::new(Mutex::new(Vec::new()));
+        let heard = Arc::clone(&ended);
+        let coordinator = TransactionCoordinator::new(
+            config,
+            Box::new(move |producer, committed| lock_ended(&heard).push((producer, committed))),
+        )
+        .unwrap();
+        coordinator.load(partitions).unwrap();
         let record = coordinator.snapshot().into_iter().find(|(i, _)| i == id).unwrap().1;
+        let ended = lock_ended(&ended).clone();
         (ended, record)
+    }
+
+    fn lock_ended(ended: &Mutex<Vec<(i64, bool)>>) -> MutexGuard<'_, Vec<(i64, bool)>> {
+        ended.lock().unwrap()
     }
 
     #[test]
@@ -696,11 +708,45 @@ mod tests {
                 "transaction {transaction} started with its coordinator's log unsynced"
             );
             write_transactional(&partitions, 0, (producer_id, epoch));
-            let ended = coordinator.end_transaction(&partitions, "tx", producer_id, epoch, Outcome::Commit, |r| {
+            coordinator.end_transaction(&partitions, "tx", producer_id, epoch, Outcome::Commit, |r| {
                 assert_eq!(r, Ok(()))
             });
-            assert!(ended);
         }
+    }
+
+    /// The group coordinator keys a transaction's offset commits by
+    /// producer id alone. Were an abort's offsets settled after the id's
+    /// lock is released, the producer's next transaction could already
+    /// have committed offsets, and the late abort would drop them too.
+    #[test]
+    fn the_listener_hears_of_an_end_before_the_id_is_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, partitions) = partitions(dir.path());
+        let coordinator_cell = Arc::new(std::sync::OnceLock::<Arc<TransactionCoordinator>>::new());
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let listener = {
+            let (coordinator_cell, heard) = (Arc::clone(&coordinator_cell), Arc::clone(&heard));
+            Box::new(move |producer, committed| {
+                let coordinator = coordinator_cell.get().unwrap();
+                let id_locked = coordinator.entry("tx").try_lock().is_err();
+                assert!(id_locked, "the listener ran after the id's lock was released");
+                lock_ended(&heard).push((producer, committed));
+            })
+        };
+        let coordinator = Arc::new(TransactionCoordinator::new(&config, listener).unwrap());
+        assert!(coordinator_cell.set(Arc::clone(&coordinator)).is_ok());
+        let (producer_id, epoch) = coordinator
+            .init_producer_id(&partitions, &ProducerIdManager::default(), "tx", 60_000)
+            .unwrap();
+        for outcome in [Outcome::Abort, Outcome::Commit] {
+            coordinator
+                .add_partitions(&partitions, "tx", producer_id, epoch, &[("t".into(), 0)])
+                .unwrap();
+            coordinator.end_transaction(&partitions, "tx", producer_id, epoch, outcome, |r| {
+                assert_eq!(r, Ok(()))
+            });
+        }
+        assert_eq!(*lock_ended(&heard), [(producer_id, false), (producer_id, true)]);
     }
 
     #[test]
