@@ -456,16 +456,24 @@ impl PartitionManager {
         self.appended.subscribe()
     }
 
-    /// Flushes every log and writes its checkpoints and clean-shutdown marker.
+    /// Flushes every log and writes its checkpoints and clean-shutdown
+    /// marker. Each recovery thread closes its share of the logs together
+    /// (`gregor_log::close_logs`: each step of the close made durable for
+    /// all of them at once).
     pub fn close(&self) {
         // An offline log writes nothing on close (the next open recovers
         // it), and its failure was logged when it went offline.
         let online: Vec<Arc<Partition>> = (self.topics().values())
             .flat_map(|topic| topic.partitions.iter().filter(|p| !p.is_offline()).cloned())
             .collect();
-        in_parallel(online, recovery_threads(&self.broker), |partition| {
-            if let Err(error) = partition.log.close() {
-                tracing::error!(topic = %partition.topic, partition = partition.index, %error, "clean close failed");
+        let threads = recovery_threads(&self.broker);
+        let shares: Vec<&[Arc<Partition>]> = online.chunks(online.len().div_ceil(threads).max(1)).collect();
+        in_parallel(shares, threads, |share| {
+            let logs: Vec<&Log> = share.iter().map(|partition| &partition.log).collect();
+            for (partition, closed) in share.iter().zip(gregor_log::close_logs(&logs)) {
+                if let Err(error) = closed {
+                    tracing::error!(topic = %partition.topic, partition = partition.index, %error, "clean close failed");
+                }
             }
         });
     }

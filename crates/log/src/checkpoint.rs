@@ -73,12 +73,20 @@ fn topic_partition(dir: &Path) -> (String, i32) {
 /// Durably writes an offset checkpoint (`RECOVERY_POINT_FILE` or
 /// `LOG_START_OFFSET_FILE`).
 pub(crate) fn write_offset(storage: &dyn Storage, dir: &Path, file: &str, offset: i64) -> io::Result<()> {
+    storage::write_atomically(storage, &dir.join(file), &offset_contents(dir, offset))
+}
+
+/// Replaces an offset checkpoint without fsyncs: the caller makes it
+/// durable (the file, then its directory). A crash before that leaves the
+/// old checkpoint, the new one, or an unreadable file, which the next open
+/// ignores (it then recovers from the log's start).
+pub(crate) fn replace_offset(storage: &dyn Storage, dir: &Path, file: &str, offset: i64) -> io::Result<()> {
+    storage::replace_file(storage, &dir.join(file), &offset_contents(dir, offset))
+}
+
+fn offset_contents(dir: &Path, offset: i64) -> Vec<u8> {
     let (topic, partition) = topic_partition(dir);
-    storage::write_atomically(
-        storage,
-        &dir.join(file),
-        &encode(&[format!("{topic} {partition} {offset}")]),
-    )
+    encode(&[format!("{topic} {partition} {offset}")])
 }
 
 /// Reads an offset checkpoint; `Ok(None)` when missing.

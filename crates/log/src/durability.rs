@@ -8,9 +8,9 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use crate::checkpoint::{self, CLEAN_SHUTDOWN_FILE, LEADER_EPOCH_FILE, RECOVERY_POINT_FILE};
+use crate::checkpoint::{self, LEADER_EPOCH_FILE, RECOVERY_POINT_FILE};
 use crate::storage::is_out_of_space;
-use crate::{Log, Result, lock, producer_snapshot, storage};
+use crate::{Log, Result, lock, producer_snapshot};
 
 impl Log {
     pub(crate) fn sync_offsets_below(&self, offset: i64) -> Result<()> {
@@ -119,7 +119,7 @@ impl Log {
         Ok(())
     }
 
-    fn prune_snapshots(&self, recovery_point: i64) -> io::Result<()> {
+    pub(crate) fn prune_snapshots(&self, recovery_point: i64) -> io::Result<()> {
         producer_snapshot::prune(
             self.storage.as_ref(),
             &self.dir,
@@ -149,50 +149,6 @@ impl Log {
         checkpoint::write_offset(self.storage.as_ref(), &self.dir, RECOVERY_POINT_FILE, log_end_offset)?;
         *recovery_point = log_end_offset;
         Ok(())
-    }
-
-    pub(crate) fn close_cleanly(&self) -> Result<()> {
-        {
-            let _writer = lock(&self.writer);
-            if self.closed.swap(true, Ordering::AcqRel) {
-                return Ok(());
-            }
-            // Nothing is known of an offline log's files: no checkpoint and
-            // no clean-shutdown marker may vouch for them, so the next open
-            // recovers what is there.
-            self.check_online()?;
-            // Kafka's LogSegment.close: the time index ends with the
-            // segment's max timestamp, which reopening reads back.
-            self.active_segment().on_become_inactive();
-        }
-        self.flush_all()?;
-        // Index entries pushed by on_become_inactive above. Without space
-        // for them, the snapshot or the marker, the next open recovers.
-        for segment in self.segments().iter() {
-            segment.flush_indexes().map_err(|e| self.fail_unless_out_of_space(e))?;
-        }
-        self.snapshot_on_close().map_err(|e| self.fail_unless_out_of_space(e))?;
-        let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);
-        storage::write_atomically(self.storage.as_ref(), &marker, b"").map_err(|e| self.fail_unless_out_of_space(e))?;
-        Ok(())
-    }
-
-    /// Kafka's snapshot on close: the producer state at the log end offset,
-    /// durable before the clean shutdown marker, so the next open loads it
-    /// without scanning. The log is closed, so no append changes the state
-    /// while it is written outside the append lock.
-    fn snapshot_on_close(&self) -> io::Result<()> {
-        let log_end_offset = self.log_end_offset();
-        let state = {
-            let mut writer = lock(&self.writer);
-            let expiration_ms = self.config().producer_id_expiration_ms;
-            writer.producers.remove_expired(crate::now_ms(), expiration_ms);
-            producer_snapshot::encode(&writer.producers.entries())
-        };
-        let path = producer_snapshot::snapshot_path(&self.dir, log_end_offset);
-        storage::write_atomically(self.storage.as_ref(), &path, &state)?;
-        lock(&self.snapshots).insert(log_end_offset);
-        self.prune_snapshots(log_end_offset)
     }
 }
 

@@ -33,6 +33,7 @@ mod append;
 mod batch;
 mod checkpoint;
 mod cleaner;
+mod close;
 mod deletion;
 mod durability;
 mod entries;
@@ -61,6 +62,7 @@ mod validate;
 mod test_encoder;
 
 pub use cleaner::{CleanOptions, CleanOutcome, CleanStats, CleanableInfo, SwapStep, Throttler};
+pub use close::close_logs;
 pub use durability::sync_logs;
 pub use error::LogError;
 pub use producer_state::ProducerStateEntry;
@@ -488,12 +490,11 @@ impl Log {
     pub fn producer_states(&self) -> Vec<ProducerStateEntry> {
         lock(&self.writer).producers.describe()
     }
-    /// Flushes, writes checkpoints and the clean-shutdown marker.
-    /// Files still waiting for `file.delete.delay.ms` go too: no reader
-    /// outlives the log.
+    /// Flushes, writes checkpoints and the clean-shutdown marker (see
+    /// [`close_logs`] to close many). Files still waiting for
+    /// `file.delete.delay.ms` go too: no reader outlives the log.
     pub fn close(&self) -> Result<()> {
-        self.close_cleanly()?;
-        self.delete_retired_files(i64::MAX).map(|_| ())
+        close_logs(&[self]).pop().unwrap_or(Ok(()))
     }
     /// Closes and removes the whole partition directory.
     pub fn delete(self) -> Result<()> {

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use crate::batch::NO_TIMESTAMP;
 use crate::offset_index::OffsetIndex;
 use crate::scan::{HeaderScanner, Located};
-use crate::storage::{IndexFile, Storage, StorageFile};
+use crate::storage::{IndexFile, LazyIndex, Storage, StorageFile};
 use crate::time_index::TimeIndex;
 use crate::validate::ValidatedBatch;
 
@@ -242,6 +242,19 @@ impl Segment {
     pub fn flush_indexes(&self) -> io::Result<()> {
         self.time_index.flush()?;
         self.offset_index.flush()
+    }
+
+    /// Writes both indexes in the same order without fsyncs; returns the
+    /// files holding entries not yet durable.
+    pub fn write_indexes(&self) -> io::Result<Vec<PathBuf>> {
+        let mut unsynced = Vec::new();
+        if self.time_index.write()? {
+            unsynced.push(self.time_index.file().path().to_path_buf());
+        }
+        if self.offset_index.write()? {
+            unsynced.push(self.offset_index.file().path().to_path_buf());
+        }
+        Ok(unsynced)
     }
 
     /// Whole batches from the one holding `start_offset`, up to `max_bytes`

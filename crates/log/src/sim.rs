@@ -47,6 +47,9 @@ struct SimFile {
 struct Faults {
     fail_writes: AtomicBool,
     fail_syncs: AtomicBool,
+    /// How many more syncs (of files, directories or the whole file
+    /// system) succeed, when limited; every one after fails.
+    syncs_left: Mutex<Option<u64>>,
     /// The bytes the disk has left, when limited. Appends use them up; only
     /// `set_free_bytes` gives space back (the model needs no more to test
     /// what a full disk does to the log).
@@ -54,6 +57,18 @@ struct Faults {
 }
 
 impl Faults {
+    /// Fails a sync when syncs are set to fail or the allowance is spent.
+    fn take_sync(&self, what: &str) -> io::Result<()> {
+        let mut left = self.syncs_left.lock().unwrap_or_else(|e| e.into_inner());
+        if self.fail_syncs.load(Ordering::Relaxed) || *left == Some(0) {
+            return Err(injected(what));
+        }
+        if let Some(left) = left.as_mut() {
+            *left -= 1;
+        }
+        Ok(())
+    }
+
     /// Takes `len` bytes of the space left, or fails as a full disk does.
     fn take_space(&self, len: usize) -> io::Result<()> {
         let mut free = self.free_bytes.lock().unwrap_or_else(|e| e.into_inner());
@@ -106,9 +121,7 @@ impl StorageFile for SimFile {
     }
 
     fn sync(&self) -> io::Result<()> {
-        if self.faults.fail_syncs.load(Ordering::Relaxed) {
-            return Err(injected("fsync"));
-        }
+        self.faults.take_sync("fsync")?;
         let mut state = self.state();
         let SimFileState {
             data,
@@ -201,9 +214,7 @@ impl SimStorage {
     /// `sync_all` as `sync_whole` runs it: failing with the other syncs,
     /// and counted.
     fn sync_whole_counted(&self) -> io::Result<()> {
-        if self.faults.fail_syncs.load(Ordering::Relaxed) {
-            return Err(injected("syncfs"));
-        }
+        self.faults.take_sync("syncfs")?;
         self.sync_all();
         self.whole_syncs.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -278,9 +289,17 @@ impl SimStorage {
         *self.faults.free_bytes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Makes every fsync fail until cleared.
+    /// Makes every sync (of a file, a directory or the whole file system)
+    /// fail until cleared.
     pub fn set_fail_syncs(&self, fail: bool) {
         self.faults.fail_syncs.store(fail, Ordering::Relaxed);
+    }
+
+    /// Lets `left` more syncs succeed and fails every one after, as a disk
+    /// that breaks at that point would (`None`: no limit). With a power
+    /// cut afterwards, a crash at any point of a sequence of syncs.
+    pub fn set_syncs_left(&self, left: Option<u64>) {
+        *self.faults.syncs_left.lock().unwrap_or_else(|e| e.into_inner()) = left;
     }
 
     /// The bytes read from a file so far (for tests of what recovery reads).
@@ -388,6 +407,7 @@ impl Storage for SimStorage {
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.faults.take_sync("directory fsync")?;
         let mut namespace = self.namespace();
         if !namespace.dirs.contains(dir) {
             return Err(not_found(dir));

@@ -366,17 +366,80 @@ impl IndexFile {
         read_all(self.storage.open(&self.path, true)?.as_ref())
     }
 
-    /// Appends `data` and makes it durable. A file no longer at its path
-    /// takes nothing: its segment was retired or replaced meanwhile, and
-    /// the log no longer reads it.
-    pub fn append_synced(&self, data: &[u8]) -> io::Result<()> {
-        let file = match self.storage.open(&self.path, false) {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// An index kept in memory and written to its file lazily (`.index`,
+/// `.timeindex`): on flush, and on a close that syncs many logs at once.
+pub(crate) trait LazyIndex {
+    fn file(&self) -> &IndexFile;
+    fn persisted(&self) -> &Mutex<Persisted>;
+    /// How many entries the index has, and the file bytes of those from
+    /// `from` on.
+    fn encode_from(&self, from: usize) -> (usize, Vec<u8>);
+
+    /// Writes the entries the file lacks and fsyncs it.
+    fn flush(&self) -> io::Result<()> {
+        self.persist(true).map(|_| ())
+    }
+
+    /// Writes the entries the file lacks without an fsync; returns whether
+    /// some are not yet durable.
+    fn write(&self) -> io::Result<bool> {
+        self.persist(false)
+    }
+
+    /// Appends the entries the file lacks and, with `sync`, fsyncs
+    /// whatever is written; returns whether written entries are left
+    /// unsynced. A file no longer at its path takes nothing: its segment
+    /// was retired or replaced meanwhile, and the log no longer reads it.
+    fn persist(&self, sync: bool) -> io::Result<bool> {
+        let mut progress = self.persisted().lock().unwrap_or_else(|e| e.into_inner());
+        let (entries, bytes) = self.encode_from(progress.written);
+        let write = progress.written < entries;
+        let sync = sync && (write || progress.synced < progress.written);
+        if !write && !sync {
+            return Ok(progress.synced < progress.written);
+        }
+        let file = match self.file().storage.open(&self.file().path, false) {
             Ok(file) => file,
-            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                *progress = Persisted::loaded(entries);
+                return Ok(false);
+            }
             Err(error) => return Err(error),
         };
-        file.append(data)?;
-        file.sync()
+        if write {
+            file.append(&bytes)?;
+            progress.written = entries;
+        }
+        if sync {
+            file.sync()?;
+            progress.synced = progress.written;
+        }
+        Ok(progress.synced < progress.written)
+    }
+}
+
+/// How many of an index's entries its file holds, and how many of those
+/// are durable. Both only grow: an index whose file is cut is made anew.
+/// A flush that finds entries written but not synced (by a close writing
+/// many logs' files before one sync of them all) syncs them itself.
+#[derive(Default)]
+pub(crate) struct Persisted {
+    written: usize,
+    synced: usize,
+}
+
+impl Persisted {
+    /// Entries read from the file: already on disk.
+    pub fn loaded(entries: usize) -> Persisted {
+        Persisted {
+            written: entries,
+            synced: entries,
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use crate::batch::NO_TIMESTAMP;
 use crate::entries::Entries;
-use crate::storage::IndexFile;
+use crate::storage::{IndexFile, LazyIndex, Persisted};
 
 pub(crate) const ENTRY_SIZE: usize = 12;
 
@@ -18,7 +18,7 @@ pub(crate) struct TimeIndex {
     entries: Entries<2>,
     max_entries: usize,
     file: IndexFile,
-    persisted: Mutex<usize>,
+    persisted: Mutex<Persisted>,
 }
 
 impl TimeIndex {
@@ -33,7 +33,7 @@ impl TimeIndex {
             entries: Entries::new(),
             max_entries: (index_bytes as usize / ENTRY_SIZE).max(1),
             file,
-            persisted: Mutex::new(0),
+            persisted: Mutex::default(),
         }
     }
 
@@ -62,7 +62,7 @@ impl TimeIndex {
             index.entries.push([timestamp as u64, relative as u64]);
             previous = Some((timestamp, relative));
         }
-        *index.persisted.lock().unwrap_or_else(|e| e.into_inner()) = index.entries.len();
+        *index.persisted.lock().unwrap_or_else(|e| e.into_inner()) = Persisted::loaded(index.entries.len());
         Ok(Some(index))
     }
 
@@ -103,22 +103,26 @@ impl TimeIndex {
             }
         }
     }
+}
 
-    /// Writes the entries the file lacks and fsyncs it.
-    pub fn flush(&self) -> io::Result<()> {
-        let mut persisted = self.persisted.lock().unwrap_or_else(|e| e.into_inner());
+impl LazyIndex for TimeIndex {
+    fn file(&self) -> &IndexFile {
+        &self.file
+    }
+
+    fn persisted(&self) -> &Mutex<Persisted> {
+        &self.persisted
+    }
+
+    fn encode_from(&self, from: usize) -> (usize, Vec<u8>) {
         let snapshot = self.entries.snapshot();
-        if *persisted < snapshot.len() {
-            let mut buf = Vec::with_capacity((snapshot.len() - *persisted) * ENTRY_SIZE);
-            for i in *persisted..snapshot.len() {
-                let [t, r] = snapshot.get(i);
-                buf.extend_from_slice(&(t as i64).to_be_bytes());
-                buf.extend_from_slice(&(r as u32).to_be_bytes());
-            }
-            self.file.append_synced(&buf)?;
-            *persisted = snapshot.len();
+        let mut buf = Vec::with_capacity(snapshot.len().saturating_sub(from) * ENTRY_SIZE);
+        for i in from..snapshot.len() {
+            let [t, r] = snapshot.get(i);
+            buf.extend_from_slice(&(t as i64).to_be_bytes());
+            buf.extend_from_slice(&(r as u32).to_be_bytes());
         }
-        Ok(())
+        (snapshot.len(), buf)
     }
 }
 
