@@ -201,8 +201,12 @@ impl Log {
 
     /// Removes the producer snapshots the one at the log end replaced and
     /// writes the clean-shutdown marker (empty: its presence is the message).
+    /// An earlier close's snapshot goes too, as a stray: the next open would
+    /// otherwise delete it, one directory sync per log.
     fn mark_clean(&self, log_end_offset: i64) -> io::Result<Unsynced> {
         self.prune_snapshots(log_end_offset)?;
+        let bases: Vec<i64> = self.segments().iter().map(|s| s.base_offset).collect();
+        producer_snapshot::remove_strays(self.storage.as_ref(), &self.dir, &mut lock(&self.snapshots), &bases)?;
         self.storage.open(&self.dir.join(CLEAN_SHUTDOWN_FILE), true)?;
         Ok(Unsynced {
             files: Vec::new(),

@@ -201,6 +201,21 @@ pub(crate) fn strays(snapshots: &BTreeSet<i64>, segment_bases: &[i64]) -> Vec<i6
     strays
 }
 
+/// Deletes the [`strays`] and takes them out of `snapshots`; returns them.
+pub(crate) fn remove_strays(
+    storage: &dyn Storage,
+    dir: &Path,
+    snapshots: &mut BTreeSet<i64>,
+    segment_bases: &[i64],
+) -> io::Result<Vec<i64>> {
+    let strays = strays(snapshots, segment_bases);
+    for offset in &strays {
+        remove(storage, dir, *offset)?;
+        snapshots.remove(offset);
+    }
+    Ok(strays)
+}
+
 /// Takes the snapshots below `offset` (those of deleted segments) out of
 /// `snapshots` and returns them, for the caller to retire with their
 /// segments.
@@ -263,10 +278,8 @@ pub(crate) fn load(
     // Strays a crash kept a cleaner swap from retiring. Nothing reads them
     // yet, so they go at once, as `.deleted` files do.
     let bases: Vec<i64> = segments.iter().map(|s| s.base_offset).collect();
-    for offset in strays(&snapshots, &bases) {
-        tracing::info!(dir = %dir.display(), offset, "deleting a producer snapshot that starts no segment");
-        remove(storage, dir, offset)?;
-        snapshots.remove(&offset);
+    for offset in remove_strays(storage, dir, &mut snapshots, &bases)? {
+        tracing::info!(dir = %dir.display(), offset, "deleted a producer snapshot that starts no segment");
         removed = true;
     }
     let (from, mut state) = newest_state(storage, dir, &mut snapshots, i64::MAX, first_base, &mut removed)?;

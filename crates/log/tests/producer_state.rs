@@ -306,6 +306,34 @@ fn the_state_survives_a_clean_restart_from_the_snapshot() {
     append(&log, idempotent(PID, 0, 36, 3, now), now).unwrap();
 }
 
+/// A close leaves only snapshots at segment bases and its own at the log
+/// end: an earlier close's snapshot goes, which the next open would
+/// otherwise delete as a stray (one directory sync per log on a broker's
+/// start).
+#[test]
+fn a_close_leaves_no_snapshot_for_the_next_open_to_delete() {
+    let storage = SimStorage::new();
+    let now = now();
+    let (log, _) = log_with_history(&storage, now);
+    log.close().unwrap();
+    for sequence in [36, 39] {
+        let log = Log::open_with_storage(DIR, small_segments(), storage.clone()).unwrap();
+        append(&log, idempotent(PID, 0, sequence, 3, now), now).unwrap();
+        let end = log.log_end_offset();
+        log.close().unwrap();
+        let bases: Vec<String> = (storage.list_dir(Path::new(DIR)).unwrap().into_iter())
+            .filter_map(|n| n.strip_suffix(".log").map(str::to_string))
+            .collect();
+        for snapshot in snapshots(&storage) {
+            let name = snapshot.file_stem().unwrap().to_str().unwrap().to_string();
+            assert!(
+                bases.contains(&name) || name == format!("{end:020}"),
+                "{name} starts no segment and is not at the log end {end}"
+            );
+        }
+    }
+}
+
 #[test]
 fn the_state_is_rebuilt_after_a_crash() {
     let storage = SimStorage::new();
