@@ -148,7 +148,12 @@ impl PartitionManager {
         std::fs::File::open(&log_dir)
             .and_then(|handle| gregor_log::sync_file_system(&handle))
             .map_err(|e| TopicError::Storage(format!("{}: {e}", log_dir.display())))?;
-        remove_orphan_partition_dirs(&log_dir, &image);
+        // Due at once, but removed by the retention task rather than here:
+        // a start after deleting big topics would otherwise wait for it.
+        let now = crate::api::now_ms();
+        let deleted_dirs = (remove_orphan_partition_dirs(&log_dir, &image).into_iter())
+            .map(|dir| (dir, now))
+            .collect();
         Ok(PartitionManager {
             broker,
             log_dir,
@@ -156,7 +161,7 @@ impl PartitionManager {
             metadata: Mutex::new(metadata),
             topics: RwLock::new(Arc::new(topics)),
             appended: watch::channel(0).0,
-            deleted_dirs: Mutex::default(),
+            deleted_dirs: Mutex::new(deleted_dirs),
         })
     }
 
@@ -613,19 +618,20 @@ fn remove_dir(dir: &Path) {
 }
 
 /// A crash between a topic's removal from metadata and the removal of its
-/// directories leaves orphans; they hold no live data, so they go. So do
-/// `-delete` directories still waiting for their delay when the broker
-/// stopped: no fetch survives a restart (Kafka schedules them for deletion
-/// as it loads them).
-fn remove_orphan_partition_dirs(log_dir: &Path, image: &MetadataImage) {
+/// directories leaves orphans; they hold no live data, so they go. Returns
+/// the `-delete` directories still waiting for their delay when the broker
+/// stopped, for the caller to schedule: no fetch survives a restart, so
+/// they may go at once (Kafka schedules them for deletion as it loads them,
+/// and serves meanwhile).
+fn remove_orphan_partition_dirs(log_dir: &Path, image: &MetadataImage) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(log_dir) else {
-        return;
+        return Vec::new();
     };
+    let mut deleted = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.ends_with(DELETE_DIR_SUFFIX) && entry.path().is_dir() {
-            tracing::info!(dir = %entry.path().display(), "removing the directory of a deleted topic");
-            remove_dir(&entry.path());
+            deleted.push(entry.path());
             continue;
         }
         let Some((topic, partition)) = name.rsplit_once('-') else {
@@ -642,6 +648,7 @@ fn remove_orphan_partition_dirs(log_dir: &Path, image: &MetadataImage) {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
+    deleted
 }
 
 /// Kafka's topic name rules: 1-249 characters of [a-zA-Z0-9._-], not "." or "..".
