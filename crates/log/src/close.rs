@@ -38,7 +38,6 @@ struct Closing<'a> {
 
 /// What one step wrote to a log's directory that must be durable before
 /// the next step.
-#[derive(Default)]
 struct Unsynced {
     files: Vec<PathBuf>,
     /// Entries of the log's directory were created, renamed or removed.
